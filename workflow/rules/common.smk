@@ -1,0 +1,83 @@
+import math
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+RESULTS = config["results"]
+DATA = config["data"]
+SYNTHETIC_ROOT = f"{DATA}/synthetic/ShapeNetCore.v2"
+
+
+wildcard_constraints:
+    shard=r"\d{5}",
+    split="train|val|test",
+    realism="low|high",
+    resolution=r"\d+",
+    dataset=r"[A-Za-z0-9_]+",
+    name=r"[A-Za-z0-9_.-]+",
+
+
+def shapenet_root():
+    source = config["source"]["shapenet"]
+    return SYNTHETIC_ROOT if source == "synthetic" else source
+
+
+def shapenet_ready(wildcards):
+    """The file whose existence means the ShapeNet folder is complete."""
+    source = config["source"]["shapenet"]
+    if source == "synthetic":
+        return f"{SYNTHETIC_ROOT}/taxonomy.json"
+    for name, archive in config["download"]["archives"].items():
+        if Path(archive["extract_to"]) == Path(source):
+            return f"{archive['extract_to']}/.extracted"
+    return []
+
+
+def mesh_shards(table="meshes"):
+    return expand(
+        f"{RESULTS}/{table}/shard-{{shard:05d}}.parquet",
+        shard=range(config["meshes"]["shards"]),
+    )
+
+
+def scene_shards(dataset):
+    spec = config["scenes"]["datasets"][dataset]
+    size = config["scenes"]["shard_size"]
+    return [
+        f"{RESULTS}/scenes/{dataset}/{split}/shard-{shard:05d}.parquet"
+        for split, count in spec["count"].items()
+        for shard in range(max(1, math.ceil(count / size)))
+    ]
+
+
+def derived_shards(table, dataset, level):
+    """Shards of a per-scene table (renders/voxels) that mirror the scene shards."""
+    return [
+        p.replace(f"{RESULTS}/scenes/", f"{RESULTS}/{table}/{level}/")
+        for p in scene_shards(dataset)
+    ]
+
+
+def all_tables():
+    outputs = mesh_shards() + mesh_shards("quarantine")
+    for dataset in config["scenes"]["datasets"]:
+        outputs += scene_shards(dataset)
+        for realism in config["render"]["levels"].get(dataset, []):
+            outputs += derived_shards("renders", f"{dataset}", realism)
+        for resolution in config["voxelize"]["resolutions"].get(dataset, []):
+            outputs += derived_shards("voxels", f"{dataset}", resolution)
+    return outputs
+
+
+def threads_for(rule_name):
+    return config["threads"].get(rule_name, 1)
+
+
+def mem_for(rule_name):
+    return config["mem_mb"].get(rule_name, 2000)

@@ -1,0 +1,21 @@
+rule render:
+    input:
+        scenes=f"{RESULTS}/scenes/{{dataset}}/{{split}}/shard-{{shard}}.parquet",
+        meshes=mesh_shards(),
+    output:
+        f"{RESULTS}/renders/{{realism}}/{{dataset}}/{{split}}/shard-{{shard}}.parquet",
+    params:
+        size=config["render"]["size"],
+    threads: threads_for("render")
+    resources:
+        mem_mb=mem_for("render"),
+    log:
+        f"{RESULTS}/logs/render/{{realism}}/{{dataset}}/{{split}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/render/{{realism}}/{{dataset}}/{{split}}/{{shard}}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m stages.render --scenes {input.scenes} --meshes {input.meshes}"
+        " --realism {wildcards.realism} --size {params.size} --out {output}"
+        " --threads {threads} --mem-mb {resources.mem_mb} 2> {log}"
