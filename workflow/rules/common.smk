@@ -1,4 +1,5 @@
 import math
+import os
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -35,7 +36,7 @@ def shapenet_ready(wildcards):
         return f"{SYNTHETIC_ROOT}/taxonomy.json"
     for name, archive in config["download"]["archives"].items():
         if Path(archive["extract_to"]) == Path(source):
-            return f"{archive['extract_to']}/.extracted"
+            return f"{DATA}/downloads/{name}.done"
     return []
 
 
@@ -66,6 +67,7 @@ def derived_shards(table, dataset, level):
 
 def all_tables():
     outputs = mesh_shards() + mesh_shards("quarantine")
+    outputs += [f"{DATA}/downloads/{name}.done" for name in config["download"]["archives"]]
     for dataset in config["scenes"]["datasets"]:
         outputs += scene_shards(dataset)
         for realism in config["render"]["levels"].get(dataset, []):

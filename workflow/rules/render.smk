@@ -4,17 +4,17 @@ rule render:
         meshes=mesh_shards(),
     output:
         f"{RESULTS}/renders/{{realism}}/{{dataset}}/{{split}}/shard-{{shard}}.parquet",
-    params:
-        size=config["render"]["size"],
-    threads: threads_for("render")
-    resources:
-        mem_mb=mem_for("render"),
     log:
         f"{RESULTS}/logs/render/{{realism}}/{{dataset}}/{{split}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/render/{{realism}}/{{dataset}}/{{split}}/{{shard}}.tsv"
     conda:
         "../../envs/data.yaml"
+    threads: threads_for("render")
+    resources:
+        mem_mb=mem_for("render"),
+    params:
+        size=config["render"]["size"],
     shell:
         "python -m stages.render --scenes {input.scenes} --meshes {input.meshes}"
         " --realism {wildcards.realism} --size {params.size} --out {output}"

@@ -4,17 +4,17 @@ rule voxelize:
         meshes=mesh_shards(),
     output:
         f"{RESULTS}/voxels/{{resolution}}/{{dataset}}/{{split}}/shard-{{shard}}.parquet",
-    params:
-        backend=config["voxelize"]["backend"],
-    threads: threads_for("voxelize")
-    resources:
-        mem_mb=mem_for("voxelize"),
     log:
         f"{RESULTS}/logs/voxelize/{{resolution}}/{{dataset}}/{{split}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/voxelize/{{resolution}}/{{dataset}}/{{split}}/{{shard}}.tsv"
     conda:
         "../../envs/data.yaml"
+    threads: threads_for("voxelize")
+    resources:
+        mem_mb=mem_for("voxelize"),
+    params:
+        backend=config["voxelize"]["backend"],
     shell:
         "python -m stages.voxelize scenes --scenes {input.scenes} --meshes {input.meshes}"
         " --resolution {wildcards.resolution} --backend {params.backend} --out {output}"
