@@ -12,7 +12,7 @@ from stages.tables import (
     write_shard,
 )
 from stages.voxel_codec import decode_planes, encode_planes, labels_from_planes
-from tests.conftest import PRIMITIVES, mesh_row
+from mesh_fixtures import PRIMITIVES, mesh_row
 
 
 def _meshes(n=3):
