@@ -33,7 +33,7 @@ def shapenet_ready(wildcards):
     """The file whose existence means the ShapeNet folder is complete."""
     source = config["source"]["shapenet"]
     if source == "synthetic":
-        return f"{SYNTHETIC_ROOT}/taxonomy.json"
+        return SYNTHETIC_ROOT
     for name, archive in config["download"]["archives"].items():
         if Path(archive["extract_to"]) == Path(source):
             return f"{DATA}/downloads/{name}.done"

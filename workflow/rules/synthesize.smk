@@ -1,6 +1,6 @@
 rule synthesize:
     output:
-        taxonomy=f"{SYNTHETIC_ROOT}/taxonomy.json",
+        root=directory(SYNTHETIC_ROOT),
     log:
         f"{RESULTS}/logs/synthesize.log",
     benchmark:
@@ -8,10 +8,9 @@ rule synthesize:
     conda:
         "../../envs/data.yaml"
     params:
-        root=lambda wildcards, output: os.path.dirname(output.taxonomy),
         per_class=config["synthetic"]["per_class"],
         seed=config["synthetic"]["seed"],
         classes=" ".join(config["synthetic"]["classes"]),
     shell:
-        "python -m stages.synthesize --out {params.root} --per-class {params.per_class}"
+        "python -m stages.synthesize --out {output.root} --per-class {params.per_class}"
         " --seed {params.seed} --classes {params.classes} 2> {log}"
