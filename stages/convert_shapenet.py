@@ -44,7 +44,7 @@ def list_models(root: Path, synsets: list[str] | None = None) -> list[tuple[str,
 
 def convert_one(synset: str, mesh_id: str, path: str) -> tuple[dict | None, str | None]:
     """Read one model: (mesh row, None) or (None, quarantine reason)."""
-    if not Path(path).is_file():
+    if not Path(path).exists():
         return None, f"missing {MODEL_FILE}"
     try:
         mesh = read_obj(path)

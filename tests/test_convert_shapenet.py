@@ -54,7 +54,7 @@ def test_good_and_broken_files(shapenet, tmp_path):
     assert (row.min_x, row.max_y, row.num_faces) == (-1.5, 1.5, 12)
     expected = {name: reason for name, (_, reason) in BROKEN.items()}
     expected["missing"] = "missing models/model_normalized.obj"
-    expected["directory"] = "unreadable"
+    expected["directory"] = "cannot read file: Is a directory"
     assert set(quarantine.index) == set(expected)
     for name, reason in expected.items():
         assert reason in quarantine.loc[name, "reason"], (name, quarantine.loc[name, "reason"])
