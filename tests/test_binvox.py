@@ -155,7 +155,8 @@ def test_mesh_command_with_explicit_cube(tmp_path):
     write_mesh(src, mesh)
     parser = add_mesh_arguments(argparse.ArgumentParser())
     out = tmp_path / "box.npy"
-    args = parser.parse_args([str(src), "--resolution", "8", "--cube", "-1", "-1", "-1", "4", "--out", str(out), "--backend", "cpu"])
+    argv = [str(src), "--resolution", "8", "--cube", "-1", "-1", "-1", "4", "--out", str(out), "--backend", "cpu"]
+    args = parser.parse_args(argv)
     assert run_mesh_command(args) == 0
     grid = np.load(out)
     # Cube [-1, 3]^3 at 8 voxels, 2 per unit: the box [-0.5, 0.5]^3 maps to [1, 3]^3, and its

@@ -22,15 +22,17 @@ case: a zero axis projects everything to 0 and never separates, and the remainin
 exactly those of the segment or point the triangle collapsed to.
 
 Which voxels get tested is free (the result does not depend on it): the loops skip whole lines
-with the axes that are constant along them and narrow each line to the voxels near the plane. The narrowing keeps a slack far above
-the rounding of q, so it never drops a voxel that the per-voxel test would accept; the result is
-exactly "the float test on every voxel of the clamped AABB", as the tests check by brute force.
+with the three axes that are constant along them, and narrow long lines to the voxels that may
+pass (short ones are cheaper to test whole). The narrowing keeps a slack far above the rounding
+of q, so it never drops a voxel that the per-voxel test would accept: the result is exactly
+"the float test on every voxel of the clamped AABB", as the tests check by brute force.
 
 Fill. Free voxels reachable from the six faces are flooded with word-parallel sweeps on a bit
-grid (each sweep runs a whole line forward and back, along x, y, then z, repeated until a round
-changes nothing) - the same fixpoint the GPU computes. Convex-ish shapes converge in two or
-three rounds; a maze that needs more falls back to a scanline flood, which is linear in the
-grid size whatever the shape. Both give the unique fixpoint, so the choice never shows.
+grid: each sweep carries "outside" along whole lines, forward and back, along x, y, then z, and
+rounds repeat until no free voxel next to the outside is left - the same fixpoint the GPU
+computes. Most shapes need one or two rounds; a maze that needs more than MAX_SWEEP_ROUNDS falls
+back to a scanline flood, linear in the grid size whatever the shape. Both give the unique
+fixpoint, so the choice never shows.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ import numpy as np
 from numba import njit
 
 NAXES = 10
-# Lines at least this long are narrowed with every axis, shorter ones with the normal only.
+# Lines at least this long are narrowed before their voxels are tested; shorter ones are
+# tested whole (the test is a few ns without branches, the narrowing a chain of divisions).
 PRUNE_MIN_LINE = 8
 # Relative slack of the narrowing; see `_narrow`.
 TOL_SCALE = 2.0**-40
@@ -166,12 +169,12 @@ def dominant_axis(nx, ny, nz):
 
 @njit(cache=True, nogil=True)
 def _narrow(c, r, lo, hi, n, flo, fhi):
-    """Narrow [flo, fhi] to the m with lo <= c*m + r <= hi, keeping every m the float test passes.
+    """Narrow [flo, fhi] to the m with lo <= c*m + r <= hi, keeping every m in 0..n that the
+    float test passes.
 
-    The slack tol is 2^13 times the rounding of q (a few ulps of |c|*n + |r|) and of the
-    numerators, so the bounds below sit outside every float-accepted m by at least
-    n * 2^-40 / 1 voxel while the quotient's own rounding (2^-52 relative) stays smaller than
-    that whenever the bound lies within 2^11 grid sizes; bounds further out only clamp.
+    The rounding of q = fl(fl(c*m) + r), of the bounds' numerators and of the quotients adds up
+    to a few ulps of |c|*n + |r| + |lo| + |hi|; tol is 2^13 times that, so blo <= m <= bhi for
+    every accepted m (also when a quotient overflows: the exact bound is then out of range too).
     """
     tol = (((abs(c) * n + abs(r)) + abs(lo)) + abs(hi)) * TOL_SCALE
     if c > 0.0:
@@ -243,8 +246,6 @@ def _triangle_lines(cd, cu, cw, lo, hi, S, H, WW, d, m0, m1, n, u0, u1, w0, w1):
             r6 = u6_ * fu + w6_ * fw
             flo = float(m0)
             fhi = float(m1)
-            # Short lines are cheaper to test whole: the test is a few ns without branches,
-            # the narrowing a chain of divisions and an unpredictable trip count.
             if long_line:
                 # Zero coefficients cannot narrow (and would divide by zero).
                 if c0 != 0.0:
@@ -309,7 +310,7 @@ def _surface_bits(tris, S, D, H, W, WW):
 
 
 # ----------------------------------------------------------------------------------------------
-# Fill on the bit grid: O (outside) grows inside F = ~S (free) until a round changes nothing.
+# Fill on the bit grid: O (outside) grows inside F = ~S (free) until it is closed.
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -426,14 +427,52 @@ def _sweep_lines(S, O, outer, outer_stride, count, stride, block):
 
 
 @njit(cache=True, nogil=True)
+def _closed(S, O, D, H, W, WW):
+    """True when no free voxel outside O has a 6-neighbour in O: O is then the fixpoint. One
+    read-only pass, a third of the cost of the round of sweeps it saves."""
+    last = _last_mask(W, WW)
+    HW = H * WW
+    for k in range(D):
+        for j in range(H):
+            row = (k * H + j) * WW
+            for w in range(WW):
+                p = row + w
+                F = ~S[p]
+                if w == WW - 1:
+                    F &= last
+                todo = F & ~O[p]
+                if todo == _U0:
+                    continue
+                o = O[p]
+                near = (o << _U1) | (o >> _U1)
+                if w > 0:
+                    near |= O[p - 1] >> np.uint64(63)
+                if w < WW - 1:
+                    near |= O[p + 1] << np.uint64(63)
+                if j > 0:
+                    near |= O[p - WW]
+                if j < H - 1:
+                    near |= O[p + WW]
+                if k > 0:
+                    near |= O[p - HW]
+                if k < D - 1:
+                    near |= O[p + HW]
+                if todo & near:
+                    return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def _sweep_rounds(S, O, D, H, W, WW, max_rounds):
-    """Rounds of x, y, z sweeps until one changes nothing; False if max_rounds was not enough."""
+    """Rounds of x, y, z sweeps until O is closed; False if max_rounds was not enough."""
     for _ in range(max_rounds):
         changed = _sweep_x(S, O, D, H, W, WW)
         # y: per k, lines of H rows of WW words; z: lines of D planes of H*WW words.
         changed |= _sweep_lines(S, O, D, H * WW, H, WW, WW)
         changed |= _sweep_lines(S, O, 1, 0, D, H * WW, H * WW)
-        if not changed:
+        # Usually the first round already reaches the fixpoint; checking that is cheaper than
+        # a round that changes nothing.
+        if not changed or _closed(S, O, D, H, W, WW):
             return True
     return False
 
@@ -443,70 +482,101 @@ def _sweep_rounds(S, O, D, H, W, WW, max_rounds):
 
 
 @njit(cache=True, nogil=True)
-def _scanline_outside(g, D, H, W):
-    """Mark 2 on every free (0) voxel of flat g reachable from the grid's six faces."""
+def _drain(g, stack, sp, D, H, W):
+    """Scanline flood from the sp stacked seeds: mark 2 on the free (0) voxels they reach.
+    Returns True when a seed had to be dropped because the stack was full."""
     HW = H * W
-    stack = np.empty(4096, np.int64)
-    sp = 0
+    dropped = False
+    while sp > 0:
+        sp -= 1
+        p = stack[sp]
+        if g[p] != 0:
+            continue
+        k = p // HW
+        j = (p - k * HW) // W
+        row = (k * H + j) * W
+        a = p - row
+        while a > 0 and g[row + a - 1] == 0:
+            a -= 1
+        b = p - row
+        while b < W - 1 and g[row + b + 1] == 0:
+            b += 1
+        for x in range(a, b + 1):
+            g[row + x] = 2
+        for nb in range(4):
+            if nb == 0:
+                if j == 0:
+                    continue
+                nrow = row - W
+            elif nb == 1:
+                if j == H - 1:
+                    continue
+                nrow = row + W
+            elif nb == 2:
+                if k == 0:
+                    continue
+                nrow = row - HW
+            else:
+                if k == D - 1:
+                    continue
+                nrow = row + HW
+            # One seed per run of free voxels in the neighbouring row.
+            x = a
+            while x <= b:
+                if g[nrow + x] == 0:
+                    if sp < stack.shape[0]:
+                        stack[sp] = nrow + x
+                        sp += 1
+                    else:
+                        dropped = True
+                    x += 1
+                    while x <= b and g[nrow + x] == 0:
+                        x += 1
+                else:
+                    x += 1
+    return dropped
+
+
+@njit(cache=True, nogil=True)
+def _next_to_outside(g, p, i, j, k, D, H, W):
+    HW = H * W
+    return (
+        (i > 0 and g[p - 1] == 2)
+        or (i < W - 1 and g[p + 1] == 2)
+        or (j > 0 and g[p - W] == 2)
+        or (j < H - 1 and g[p + W] == 2)
+        or (k > 0 and g[p - HW] == 2)
+        or (k < D - 1 and g[p + HW] == 2)
+    )
+
+
+@njit(cache=True, nogil=True)
+def _scanline_outside(g, D, H, W, capacity):
+    """Mark 2 on every free (0) voxel of flat g reachable from the grid's six faces.
+
+    The stack has a fixed capacity (a stack that grows would be reassigned inside the loops,
+    which costs Numba a reference count update per voxel); seeds that do not fit are dropped
+    and found again by a pass for free voxels next to the outside, repeated until none is left.
+    """
+    stack = np.empty(capacity, np.int64)
+    dropped = False
     for k in range(D):
         for j in range(H):
-            row0 = (k * H + j) * W
+            row = (k * H + j) * W
             face = k == 0 or k == D - 1 or j == 0 or j == H - 1
             for i in range(W):
-                if not (face or i == 0 or i == W - 1):
-                    continue
-                if g[row0 + i] != 0:
-                    continue
-                stack[0] = row0 + i
-                sp = 1
-                while sp > 0:
-                    sp -= 1
-                    p = stack[sp]
-                    if g[p] != 0:
-                        continue
-                    kk = p // HW
-                    jj = (p - kk * HW) // W
-                    row = (kk * H + jj) * W
-                    a = p - row
-                    while a > 0 and g[row + a - 1] == 0:
-                        a -= 1
-                    b = p - row
-                    while b < W - 1 and g[row + b + 1] == 0:
-                        b += 1
-                    for x in range(a, b + 1):
-                        g[row + x] = 2
-                    for nb in range(4):
-                        if nb == 0:
-                            if jj == 0:
-                                continue
-                            nrow = row - W
-                        elif nb == 1:
-                            if jj == H - 1:
-                                continue
-                            nrow = row + W
-                        elif nb == 2:
-                            if kk == 0:
-                                continue
-                            nrow = row - HW
-                        else:
-                            if kk == D - 1:
-                                continue
-                            nrow = row + HW
-                        # One seed per run of free voxels in the neighbouring row.
-                        x = a
-                        while x <= b:
-                            if g[nrow + x] == 0:
-                                if sp == stack.shape[0]:
-                                    grown = np.empty(2 * sp, np.int64)
-                                    grown[:sp] = stack[:sp]
-                                    stack = grown
-                                stack[sp] = nrow + x
-                                sp += 1
-                                x += 1
-                                while x <= b and g[nrow + x] == 0:
-                                    x += 1
-                            else:
-                                x += 1
+                if (face or i == 0 or i == W - 1) and g[row + i] == 0:
+                    stack[0] = row + i
+                    dropped |= _drain(g, stack, 1, D, H, W)
+    while dropped:
+        dropped = False
+        for k in range(D):
+            for j in range(H):
+                row = (k * H + j) * W
+                for i in range(W):
+                    if g[row + i] == 0 and _next_to_outside(g, row + i, i, j, k, D, H, W):
+                        stack[0] = row + i
+                        dropped |= _drain(g, stack, 1, D, H, W)
 
 
 @njit(cache=True, nogil=True)
@@ -525,7 +595,7 @@ def _outside_bits(S, O, D, H, W, WW, max_rounds):
         return
     g = np.empty(D * H * W, np.uint8)
     _bits_to_bytes(S, D, H, W, WW, g)
-    _scanline_outside(g, D, H, W)
+    _scanline_outside(g, D, H, W, 4 * (D * H + H * W + D * W) + 64)
     O[:] = 0
     for r in range(D * H):
         for i in range(W):

@@ -73,7 +73,7 @@ __device__ __forceinline__ bool triangle_aabb(const double* t, int D, int H, int
 }
 
 /* CANONICAL, as cpu.triangle_axes. */
-__device__ void triangle_axes(const double* t, double* cx, double* cy, double* cz,
+__device__ __forceinline__ void triangle_axes(const double* t, double* cx, double* cy, double* cz,
                               double* lo, double* hi) {
     double v0x = t[0], v0y = t[1], v0z = t[2];
     double v1x = t[3], v1y = t[4], v1z = t[5];
@@ -93,6 +93,7 @@ __device__ void triangle_axes(const double* t, double* cx, double* cy, double* c
     cx[7] = -e0y; cy[7] = e0x; cz[7] = 0.0;
     cx[8] = -e1y; cy[8] = e1x; cz[8] = 0.0;
     cx[9] = -e2y; cy[9] = e2x; cz[9] = 0.0;
+#pragma unroll
     for (int a = 0; a < NAXES; ++a) {
         double x = cx[a], y = cy[a], z = cz[a];
         double p0 = (x * v0x + y * v0y) + z * v0z;
@@ -153,6 +154,62 @@ extern "C" __global__ void count_lines(const double* __restrict__ tris, i64 T,
     counts[t] = (i64)(u1 - u0 + 1) * (i64)(w1 - w0 + 1);
 }
 
+/* The voxels of one line along DA (a template parameter, so that every array index below is
+   a compile-time constant and the arrays live in registers). Components along the line (cd)
+   and along the other two axes in x, y, z order (cu, cw); CANONICAL per voxel:
+   q = cd*m + (cu*u + cw*w), as cpu._triangle_lines. Axes 1-3 are x cross the edges, 4-6 y
+   cross, 7-9 z cross: the family of DA has no component along the line and is tested once;
+   the normal and the six others per voxel. */
+template <int DA>
+__device__ __forceinline__ void surface_line(const double* cx, const double* cy, const double* cz,
+                                             const double* lo, const double* hi,
+                                             int m0, int m1, int n, int u, int w,
+                                             int H, int WW, u32* grid) {
+    const double* cd = DA == 0 ? cx : (DA == 1 ? cy : cz);
+    const double* cu = DA == 0 ? cy : cx;
+    const double* cw = DA == 2 ? cy : cz;
+    double fu = (double)u, fw = (double)w;
+#pragma unroll
+    for (int a = 1 + 3 * DA; a < 4 + 3 * DA; ++a) {
+        double r = cu[a] * fu + cw[a] * fw;
+        if (!(lo[a] <= r && r <= hi[a])) return;
+    }
+    double vc[7], vr[7], vlo[7], vhi[7];
+    int e = 0;
+#pragma unroll
+    for (int a = 0; a < NAXES; ++a) {
+        if (a >= 1 && (a - 1) / 3 == DA) continue;
+        vc[e] = cd[a];
+        vr[e] = cu[a] * fu + cw[a] * fw;
+        vlo[e] = lo[a];
+        vhi[e] = hi[a];
+        ++e;
+    }
+    double flo = (double)m0, fhi = (double)m1;
+    /* As on the CPU, only long lines are narrowed; short ones are tested whole. */
+    if (m1 - m0 + 1 >= PRUNE_MIN_LINE) {
+#pragma unroll
+        for (int x = 0; x < 7; ++x)
+            if (vc[x] != 0.0) narrow(vc[x], vr[x], vlo[x], vhi[x], (double)n, &flo, &fhi);
+        if (flo > fhi) return;
+    }
+    int mlo = (int)flo, mhi = (int)fhi;
+    for (int m = mlo; m <= mhi; ++m) {
+        double fm = (double)m;
+        bool ok = true;
+#pragma unroll
+        for (int x = 0; x < 7; ++x) {
+            double q = vc[x] * fm + vr[x];
+            ok = ok && (vlo[x] <= q && q <= vhi[x]);
+        }
+        if (!ok) continue;
+        int i = DA == 0 ? m : u;
+        int j = DA == 0 ? u : (DA == 1 ? m : w);
+        int k = DA == 2 ? m : w;
+        atomicOr(grid + ((i64)k * H + j) * WW + (i >> 5), 1u << (i & 31));
+    }
+}
+
 /* One thread per (triangle, line); offsets: exclusive prefix sum of count_lines, T + 1 long. */
 extern "C" __global__ void surface_lines(const double* __restrict__ tris,
                                          const int* __restrict__ mesh_of,
@@ -180,51 +237,10 @@ extern "C" __global__ void surface_lines(const double* __restrict__ tris,
     i64 nu = u1 - u0 + 1;
     int u = u0 + (int)(line % nu);
     int w = w0 + (int)(line / nu);
-    double fu = (double)u, fw = (double)w;
-    /* Components along the line (cd) and along the other two axes in x, y, z order (cu, cw);
-       CANONICAL per voxel: q = cd*m + (cu*u + cw*w), as cpu._triangle_lines. */
-    const double* cd = d == 0 ? cx : (d == 1 ? cy : cz);
-    const double* cu = d == 0 ? cy : cx;
-    const double* cw = d == 2 ? cy : cz;
-    /* Axes 1-3 are x cross the edges, 4-6 y cross, 7-9 z cross: the family of d has no
-       component along the line and is tested once; the normal and the six others per voxel. */
-    for (int a = 1 + 3 * d; a < 4 + 3 * d; ++a) {
-        double r = cu[a] * fu + cw[a] * fw;
-        if (!(lo[a] <= r && r <= hi[a])) return;
-    }
-    double vc[7], vr[7], vlo[7], vhi[7];
-    int e = 0;
-    for (int a = 0; a < NAXES; ++a) {
-        if (a >= 1 && (a - 1) / 3 == d) continue;
-        vc[e] = cd[a];
-        vr[e] = cu[a] * fu + cw[a] * fw;
-        vlo[e] = lo[a];
-        vhi[e] = hi[a];
-        ++e;
-    }
-    double flo = (double)m0, fhi = (double)m1;
-    /* As on the CPU, only long lines are narrowed; short ones are tested whole. */
-    if (m1 - m0 + 1 >= PRUNE_MIN_LINE) {
-        for (int x = 0; x < 7; ++x)
-            if (vc[x] != 0.0) narrow(vc[x], vr[x], vlo[x], vhi[x], (double)n, &flo, &fhi);
-        if (flo > fhi) return;
-    }
     u32* grid = surf + (i64)mesh_of[t] * D * H * WW;
-    int mlo = (int)flo, mhi = (int)fhi;
-    for (int m = mlo; m <= mhi; ++m) {
-        double fm = (double)m;
-        bool ok = true;
-        for (int x = 0; x < 7; ++x) {
-            double q = vc[x] * fm + vr[x];
-            ok = ok && (vlo[x] <= q && q <= vhi[x]);
-        }
-        if (!ok) continue;
-        int i, j, k;
-        if (d == 0) { i = m; j = u; k = w; }
-        else if (d == 1) { i = u; j = m; k = w; }
-        else { i = u; j = w; k = m; }
-        atomicOr(grid + ((i64)k * H + j) * WW + (i >> 5), 1u << (i & 31));
-    }
+    if (d == 0) surface_line<0>(cx, cy, cz, lo, hi, m0, m1, n, u, w, H, WW, grid);
+    else if (d == 1) surface_line<1>(cx, cy, cz, lo, hi, m0, m1, n, u, w, H, WW, grid);
+    else surface_line<2>(cx, cy, cz, lo, hi, m0, m1, n, u, w, H, WW, grid);
 }
 
 __device__ __forceinline__ u32 last_mask(int W, int WW) {
