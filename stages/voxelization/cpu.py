@@ -630,7 +630,9 @@ def _unpack(bits: np.ndarray, shape, invert: bool) -> np.ndarray:
     D, H, W = shape
     if invert:
         bits = ~bits
-    unpacked = np.unpackbits(bits.view(np.uint8).reshape(D, H, -1), axis=-1, bitorder="little")
+    # Bit i of a word is byte i // 8, bit i % 8 of its little-endian bytes.
+    bytes_ = bits.astype("<u8", copy=False).view(np.uint8).reshape(D, H, -1)
+    unpacked = np.unpackbits(bytes_, axis=-1, bitorder="little")
     return np.ascontiguousarray(unpacked[:, :, :W]).view(np.bool_)
 
 
@@ -640,7 +642,7 @@ def _pack(grid: np.ndarray) -> np.ndarray:
     WW = _words(W)
     padded = np.zeros((D, H, WW * 64), np.bool_)
     padded[:, :, :W] = grid
-    return np.packbits(padded, axis=-1, bitorder="little").view(np.uint64).reshape(-1).copy()
+    return np.packbits(padded, axis=-1, bitorder="little").view("<u8").astype(np.uint64).reshape(-1)
 
 
 def surface_voxels(triangles, shape) -> np.ndarray:
