@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stages.sharding import shard_of
@@ -64,20 +63,14 @@ def load_meshes(shard_files: Sequence[Path], keys: set[tuple[str, str]]) -> dict
         by_shard.setdefault(shard_of(f"{synset}/{mesh_id}", len(shard_files)), set()).add((synset, mesh_id))
     meshes: dict[tuple[str, str], Mesh] = {}
     for shard, wanted in sorted(by_shard.items()):
-        ids = sorted({m for _, m in wanted})
-        synsets = sorted({s for s, _ in wanted})
-        table = pq.read_table(
-            shard_files[shard],
-            filters=(pc.field("synset").isin(synsets)) & (pc.field("mesh_id").isin(ids)),
-        )
-        frame = validate(table.to_pandas(), MESHES, where=str(shard_files[shard]))
-        for row in frame.itertuples(index=False):
-            key = (row.synset, row.mesh_id)
-            if key in wanted:
-                meshes[key] = Mesh(
-                    vertices=unpack_array(row.vertices, "<f4", (-1, 3)).astype(np.float64),
-                    faces=unpack_array(row.faces, "<i4", (-1, 3)).astype(np.int64),
-                )
+        for frame in _row_groups_holding(shard_files[shard], wanted):
+            for row in frame.itertuples(index=False):
+                key = (row.synset, row.mesh_id)
+                if key in wanted:
+                    meshes[key] = Mesh(
+                        vertices=unpack_array(row.vertices, "<f4", (-1, 3)).astype(np.float64),
+                        faces=unpack_array(row.faces, "<i4", (-1, 3)).astype(np.int64),
+                    )
     missing = keys - meshes.keys()
     if missing:
         example = sorted(missing)[0]
@@ -85,6 +78,27 @@ def load_meshes(shard_files: Sequence[Path], keys: set[tuple[str, str]]) -> dict
             f"scenes refer to {len(missing)} meshes absent from the meshes table, e.g. {example[0]}/{example[1]}"
         )
     return meshes
+
+
+def _row_groups_holding(path: Path, wanted: set[tuple[str, str]]):
+    """Yield, one row group at a time, the validated row groups that may hold a wanted mesh.
+
+    Row groups are skipped by their (synset, mesh_id) min/max statistics; reading one at a time
+    keeps memory bounded by a row group (one convert_shapenet partition), whatever the shard's size.
+    """
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    synset_col, mesh_col = names.index("synset"), names.index("mesh_id")
+    keys = sorted(wanted)
+    for group in range(pf.metadata.num_row_groups):
+        meta = pf.metadata.row_group(group)
+        s_stats, m_stats = meta.column(synset_col).statistics, meta.column(mesh_col).statistics
+        if s_stats is not None and m_stats is not None and s_stats.has_min_max and m_stats.has_min_max:
+            lo, hi = (s_stats.min, m_stats.min), (s_stats.max, m_stats.max)
+            # Rows are sorted by (synset, mesh_id) within a shard, so the group spans [lo, hi].
+            if not any(lo[0] <= s <= hi[0] and (s != lo[0] or m >= lo[1]) and (s != hi[0] or m <= hi[1]) for s, m in keys):
+                continue
+        yield validate(pf.read_row_group(group).to_pandas(), MESHES, where=f"{path} row group {group}")
 
 
 def transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

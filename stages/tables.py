@@ -21,6 +21,11 @@ import pandera.pandas as pa
 import pyarrow as pyarrow
 import pyarrow.parquet as pq
 
+# Arrow's default jemalloc pool keeps freed memory for reuse, so a job's resident memory creeps
+# up with every partition it reads (measured: +140 MB over 60 partitions of a voxelize job);
+# the system allocator gives it back, which keeps a job's memory bounded by one partition.
+pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+
 SPLITS = ("train", "val", "test")
 DATASETS = ("single", "pairs", "triplets")
 REALISMS = ("low", "high")
