@@ -113,19 +113,14 @@ def main(argv=None) -> int:
         for m in list_models(args.root, args.synsets)
         if shard_of(f"{m[0]}/{m[1]}", args.num_shards) == args.shard
     ]
-    partitions = chunk(models, args.partition_size) if models else []
-    mesh_writer = ShardWriter(shard_path(args.out / "meshes", args.shard), MESHES)
-    quarantine_writer = ShardWriter(shard_path(args.out / "quarantine", args.shard), QUARANTINE)
-    try:
+    partitions = chunk(models, args.partition_size)
+    with (
+        ShardWriter(shard_path(args.out / "meshes", args.shard), MESHES) as mesh_writer,
+        ShardWriter(shard_path(args.out / "quarantine", args.shard), QUARANTINE) as quarantine_writer,
+    ):
         for good, bad in map_partitions(convert_partition, partitions, options, "convert_shapenet"):
             mesh_writer.write(good)
             quarantine_writer.write(bad)
-    except BaseException:
-        mesh_writer.abort()
-        quarantine_writer.abort()
-        raise
-    mesh_writer.close()
-    quarantine_writer.close()
     print(
         f"convert_shapenet: shard {args.shard}/{args.num_shards}: {mesh_writer.rows} meshes, "
         f"{quarantine_writer.rows} quarantined, of {len(models)} models",

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from stages.sharding import shard_of
-from stages.tables import MESHES, SchemaViolation, unpack_array, validate
+from stages.tables import MESHES, SchemaViolation, shard_files, unpack_array, validate
 
 _SHARD_NAME = re.compile(r"shard-(\d{5})\.parquet$")
 
@@ -44,7 +44,7 @@ def mesh_shard_files(paths: Sequence[str | Path]) -> list[Path]:
     """The meshes table's shard files, checked to be exactly shard-00000 .. shard-(N-1)."""
     files = sorted(Path(p) for p in paths)
     if len(files) == 1 and files[0].is_dir():
-        files = sorted(files[0].glob("shard-*.parquet"))
+        files = shard_files(files[0])
     numbers = []
     for f in files:
         match = _SHARD_NAME.search(f.name)
