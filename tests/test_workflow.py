@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -95,12 +96,23 @@ def test_tiny_workflow_end_to_end(tmp_path):
                 assert np.array_equal(planes.reshape(len(planes), -1).sum(1), counts)
                 assert np.all(counts > 0), f"{row.scene_id}: an object left no voxel"
 
+    # The model chain: h5 trained for a few steps, evaluated, and the report built on it.
+    for model in config["models"]["run"]:
+        summary = json.loads((results / "eval" / model / "summary.json").read_text())
+        assert summary["test_scenes"] == config["scenes"]["datasets"]["single"]["count"]["test"]
+        assert summary["checkpoint_step"] == config["models"]["steps"]
+        assert len(list((results / "eval" / model / "qualitative").glob("*.png"))) == config["models"]["qualitative"]
+    page = (results / "report" / "index.html").read_text()
+    assert all(f'id="model-{model}"' in page for model in config["models"]["run"])
+
     # A second run has nothing to do.
     again = _run(work, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
     # Deleting one shard reruns that shard's job alone; every other file stays untouched.
-    victim = results / "voxels" / "32" / "single" / "train" / "shard-00001.parquet"
+    # (the 16^3 grids feed no model of tiny.yaml; deleting a 32^3 training shard would also,
+    # rightly, retrain h5)
+    victim = results / "voxels" / "16" / "single" / "train" / "shard-00001.parquet"
     before = {p: p.stat().st_mtime_ns for p in results.rglob("*.parquet") if p != victim}
     victim.unlink()
     rerun = _run(work)

@@ -1,8 +1,12 @@
 import math
 import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
+
+# the project's package, importable by the workflow itself whether or not it is installed
+sys.path.insert(0, str(Path(workflow.basedir).parent))
 
 
 configfile: "config/config.yaml"
@@ -13,6 +17,7 @@ validate(config, "../schemas/config.schema.yaml")
 RESULTS = config["results"]
 DATA = config["data"]
 SYNTHETIC_ROOT = f"{DATA}/synthetic/ShapeNetCore.v2"
+MODEL_CONFIGS = config["models"].get("configs", "config/models")
 
 
 wildcard_constraints:
@@ -47,14 +52,18 @@ def mesh_shards(table="meshes"):
     )
 
 
-def scene_shards(dataset):
-    spec = config["scenes"]["datasets"][dataset]
+def split_shards(dataset, split):
+    count = config["scenes"]["datasets"][dataset]["count"].get(split, 0)
     size = config["scenes"]["shard_size"]
     return [
         f"{RESULTS}/scenes/{dataset}/{split}/shard-{shard:05d}.parquet"
-        for split, count in spec["count"].items()
-        for shard in range(max(1, math.ceil(count / size)))
+        for shard in range(max(1, math.ceil(count / size)) if count else 0)
     ]
+
+
+def scene_shards(dataset):
+    splits = config["scenes"]["datasets"][dataset]["count"]
+    return [path for split in splits for path in split_shards(dataset, split)]
 
 
 def derived_shards(table, dataset, level):

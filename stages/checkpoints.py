@@ -1,0 +1,69 @@
+"""Training checkpoints: written atomically, found by step, loaded with weights_only=True.
+
+A checkpoint is a plain dict of tensors and primitive values (no pickled classes), so
+`torch.load(..., weights_only=True)` reads it. `kind` says what it holds: "recon3d-checkpoint"
+(model + optimizer + progress, to resume) or "recon3d-model" (the final weights + the spec).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+
+FORMAT = 1
+STEP_FILE = re.compile(r"step-(\d{9})\.pt$")
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def save(path: str | Path, payload: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save({"format": FORMAT, **payload}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def step_path(directory: str | Path, step: int) -> Path:
+    return Path(directory) / f"step-{step:09d}.pt"
+
+
+def latest(directory: str | Path) -> Path | None:
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    found = sorted(p for p in directory.iterdir() if STEP_FILE.search(p.name))
+    return found[-1] if found else None
+
+
+def prune(directory: str | Path, keep: int) -> None:
+    """Keep the newest `keep` step checkpoints."""
+    found = sorted(p for p in Path(directory).iterdir() if STEP_FILE.search(p.name))
+    for old in found[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+
+
+def load(path: str | Path, kinds: tuple[str, ...], map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {first_line})") from None
+    if not isinstance(payload, dict) or payload.get("kind") not in kinds:
+        found = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{path}: expected a checkpoint of kind {' or '.join(kinds)}, found {found!r}")
+    if payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {payload.get('format')}, this code reads {FORMAT}")
+    return payload

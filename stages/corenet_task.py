@@ -1,0 +1,99 @@
+"""CoReNet on scene examples: the network a spec describes, its batches, loss and predictions.
+
+Evaluation at a resolution `factor` times the native one (y1: 32^3 scored at 128^3) queries the
+decoder at the factor^3 sub-voxel offsets and interleaves the answers; the image is encoded
+once. No interpolation is involved: fine voxel (f*i + a, f*j + b, f*k + c) is the model's
+answer for native voxel (i, j, k) sampled at offset ((a, b, c) + 0.5) / f.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from .model_config import ModelSpec
+from .models.corenet import CoReNet, CoReNetConfig
+from .models.losses import corenet_loss
+from .models.resnet import ResNetConfig
+from .scene_data import CLASS_NAMES, SceneDataset, collate, load_examples, subvoxel_offset
+
+
+def network_config(spec: ModelSpec) -> CoReNetConfig:
+    net = dict(spec.network)
+    encoder = {k: tuple(v) if isinstance(v, list) else v for k, v in net.pop("encoder", {}).items()}
+    net = {k: tuple(v) if isinstance(v, list) else v for k, v in net.items()}
+    num_classes = 2 if spec.task == "fg_bg" else len(CLASS_NAMES) + 1
+    return CoReNetConfig(
+        encoder=ResNetConfig(**encoder),
+        resolution=spec.resolution,
+        num_classes=num_classes,
+        input_size=spec.input_size,
+        **net,
+    )
+
+
+def build_model(spec: ModelSpec) -> CoReNet:
+    return CoReNet(network_config(spec))
+
+
+def target_labels(spec: ModelSpec, labels: torch.Tensor) -> torch.Tensor:
+    """The training target: occupancy (0/1) for FG_BG, the class label grid for SEMANTIC."""
+    return (labels > 0).long() if spec.task == "fg_bg" else labels.long()
+
+
+def class_weights(spec: ModelSpec, num_classes: int) -> torch.Tensor | None:
+    if spec.task != "semantic":
+        return None
+    weights = torch.full((num_classes,), float(spec.train.object_weight))
+    weights[0] = 1.0
+    return weights
+
+
+def batch_loss(model, spec: ModelSpec, batch: dict, device, weights=None) -> tuple[torch.Tensor, dict]:
+    image = batch["image"].to(device, non_blocking=True).float() / 255.0
+    logits = model(image, batch["camera"].to(device), batch["offset"].to(device))
+    target = target_labels(spec, batch["labels"].to(device))
+    loss = corenet_loss(spec.task, logits, target, weights)
+    with torch.no_grad():
+        predicted = logits.argmax(1) > 0
+        truth = target > 0
+        union = (predicted | truth).sum().item()
+        iou = (predicted & truth).sum().item() / union if union else 1.0
+    return loss, {"iou": iou}
+
+
+def make_dataset(spec: ModelSpec, scenes, renders, voxels, seed: int, limit=None) -> SceneDataset:
+    examples = load_examples(scenes, renders, voxels, limit=limit)
+    return SceneDataset(examples, native=spec.resolution, input_size=spec.input_size, seed=seed)
+
+
+@torch.no_grad()
+def predict_probabilities(model: CoReNet, image: torch.Tensor, camera: torch.Tensor, factor: int) -> torch.Tensor:
+    """Class probabilities [B, C, R*f, R*f, R*f] ([z, y, x]); image float in [0, 1]."""
+    encoded = model.encode(image)
+    batch = image.shape[0]
+    native = model.config.resolution
+    out = None
+    for shift in itertools.product(range(factor), repeat=3):  # (a, b, c) = (x, y, z) shift
+        offset = torch.from_numpy(subvoxel_offset(factor, shift)).to(image.device).expand(batch, 3)
+        probs = model.decode(encoded, camera, offset).float().softmax(1)
+        if out is None:
+            out = probs.new_zeros((batch, probs.shape[1], native * factor, native * factor, native * factor))
+        a, b, c = shift
+        out[:, :, c::factor, b::factor, a::factor] = probs
+    return out
+
+
+def predicted_labels(spec: ModelSpec, probs: torch.Tensor, object_labels: list[torch.Tensor]) -> torch.Tensor:
+    """Label grids in the metric's class space (0 void, 1..13 classes). An FG_BG prediction is
+    labelled with the scene's object class, as CoReNet's evaluation does (single objects)."""
+    winners = probs.argmax(1)
+    if spec.task == "semantic":
+        return winners
+    labels = torch.stack([obj[0] for obj in object_labels]).to(winners.device)
+    return winners * labels[:, None, None, None]
+
+
+def collate_batch(items):
+    return collate(items)

@@ -1,0 +1,53 @@
+"""Collect a run's outputs, render the page, write it atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from stages.report.benchmarks import read_benchmarks
+from stages.report.datasets import read_dataset_stats
+from stages.report.evaluations import read_models
+from stages.report.page import ReportData, render_page
+from stages.report.provenance import Provenance, collect_provenance
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary name beside `path`, then rename: no reader sees half a page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def collect(
+    results: str | os.PathLike,
+    models: list[str],
+    configs: list[str | os.PathLike],
+    provenance: Provenance | None = None,
+) -> ReportData:
+    """Read everything the page shows; raises ReportInputError before anything is written."""
+    results = Path(results)
+    models = list(dict.fromkeys(models))  # a model listed twice is shown once
+    evaluations = read_models(results, models)
+    return ReportData(
+        evaluations=evaluations,
+        datasets=read_dataset_stats(results),
+        benchmarks=read_benchmarks(results / "benchmarks"),
+        provenance=provenance or collect_provenance(configs),
+    )
+
+
+def build_report(
+    results: str | os.PathLike,
+    models: list[str],
+    configs: list[str | os.PathLike],
+    out: str | os.PathLike,
+    provenance: Provenance | None = None,
+) -> Path:
+    out = Path(out)
+    write_atomically(out, render_page(collect(results, models, configs, provenance)))
+    return out
