@@ -29,6 +29,7 @@ from stages.camera import corenet_camera_transform  # noqa: E402
 from stages.corenet_task import build_model  # noqa: E402
 from stages.model_config import load_model_spec  # noqa: E402
 from stages.models.losses import corenet_loss  # noqa: E402
+from stages.torch_device import resolve_device  # noqa: E402
 
 H200_BF16_DENSE_TFLOPS = 989.0
 
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=0, help="batch size (default: 4 on GPU, 2 on CPU)")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     gpu = device.type == "cuda"

@@ -25,6 +25,7 @@ from .corenet_task import build_model, predict_probabilities, predicted_labels
 from .model_config import ModelConfigError, spec_from_saved
 from .scene_data import CLASS_NAMES, ExampleError, load_examples
 from .voxel_metrics import GLOBAL, confusion_matrix, mean_iou, voxel_metrics
+from .torch_device import add_device_arguments, apply_threads, resolve_device
 from .voxel_views import comparison_grid
 
 NUM_LABELS = len(CLASS_NAMES) + 1
@@ -89,9 +90,8 @@ def scene_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 
 def evaluate(args) -> dict:
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    apply_threads(args.threads)
     spec, model, payload = load_model(args.model, device)
     factor = spec.eval_resolution // spec.resolution
     examples = load_examples(args.scenes, args.renders, args.voxels, limit=args.limit)
@@ -174,8 +174,7 @@ def parse_args(argv=None):
     p.add_argument("--qualitative", type=int, default=8, help="qualitative PNGs for the first N test scenes")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit", type=int, help="evaluate only the first N test scenes")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=0)
+    add_device_arguments(p)
     return p.parse_args(argv)
 
 

@@ -22,6 +22,7 @@ import torch
 from . import checkpoints
 from .camera import corenet_camera_transform
 from .model_config import ModelConfigError, spec_from_saved
+from .torch_device import DEVICE_CHOICES, resolve_device
 
 MESH_SUFFIXES = (".obj", ".ply", ".glb", ".stl", ".off")
 
@@ -112,7 +113,7 @@ def parse_args(argv=None):
     p.add_argument("--camera", help="4x4 reconstruction-to-image matrix (.npy or text); default CoReNet's camera")
     p.add_argument("--out", required=True, help=f"mesh file ({', '.join(MESH_SUFFIXES)})")
     p.add_argument("--level", type=float, default=0.5, help="occupancy probability of the surface")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     return p.parse_args(argv)
 
 
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     try:
         if out.suffix.lower() not in MESH_SUFFIXES:
             raise PredictError(f"{out}: unsupported mesh format; use one of {', '.join(MESH_SUFFIXES)}")
-        device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
+        device = resolve_device(args.device)
         payload = checkpoints.load(args.model, ("recon3d-model", "recon3d-checkpoint"), map_location=device)
         occupancy = predict_occupancy(payload, args.image, args.camera, device)
         mesh = occupancy_to_mesh(occupancy, args.level)

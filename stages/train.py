@@ -21,13 +21,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.distributed as dist
 
 from . import checkpoints
 from .model_config import ModelConfigError, ModelSpec, load_model_spec
+from .scene_data import ExampleError
+from .tables import SchemaViolation
+from .torch_device import DEVICE_CHOICES, resolve_device
 
 PREEMPTED_EXIT = 75
 METRIC_COLUMNS = ["step", "epoch", "examples", "loss", "iou", "lr", "examples_per_s", "elapsed_s"]
@@ -35,12 +38,39 @@ METRIC_COLUMNS = ["step", "epoch", "examples", "loss", "iou", "lr", "examples_pe
 
 @dataclass
 class TrainingTask:
-    """What the generic loop needs from a model family."""
+    """What the generic loop needs from a model family: the network, the loss of a batch, and
+    the batches of one epoch for one rank (`start` batches already done are skipped)."""
 
     model: torch.nn.Module
-    dataset: torch.utils.data.Dataset
-    collate: Callable
     loss: Callable  # (model, batch, device, step) -> (loss tensor, {"iou": float})
+    batches_per_epoch: Callable[[int, int], int]  # (world, batch_size) -> full batches per rank
+    epoch_batches: Callable[[int, int, int, int, int, int], Iterable]  # (epoch, start, world, rank, batch_size, seed)
+
+
+def indexed_task(model, dataset, collate, loss, workers: int = 0) -> TrainingTask:
+    """A TrainingTask over a map-style dataset: a DistributedSampler per epoch, cut into
+    batches; the dataset's own randomness follows `set_epoch` when it has one."""
+
+    def sampler(world, rank, seed):
+        return torch.utils.data.distributed.DistributedSampler(
+            dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+
+    def batches_per_epoch(world, batch_size):
+        return len(sampler(world, 0, 0)) // batch_size
+
+    def epoch_batches(epoch, start, world, rank, batch_size, seed):
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        s = sampler(world, rank, seed)
+        s.set_epoch(epoch)
+        indices = list(iter(s))[start * batch_size : batches_per_epoch(world, batch_size) * batch_size]
+        return torch.utils.data.DataLoader(
+            torch.utils.data.Subset(dataset, indices), batch_size=batch_size, shuffle=False,
+            num_workers=workers, collate_fn=collate, drop_last=True, pin_memory=torch.cuda.is_available(),
+        )
+
+    return TrainingTask(model, loss, batches_per_epoch, epoch_batches)
 
 
 def make_task(spec: ModelSpec, args: argparse.Namespace) -> TrainingTask:
@@ -52,13 +82,14 @@ def make_task(spec: ModelSpec, args: argparse.Namespace) -> TrainingTask:
         model = ct.build_model(spec)
         dataset = ct.make_dataset(spec, args.scenes, args.renders, args.voxels, args.seed, args.limit)
         weights = ct.class_weights(spec, model.config.num_classes)
-        return TrainingTask(model, dataset, ct.collate_batch, lambda m, b, d, s: ct.batch_loss(m, spec, b, d, weights))
+        return indexed_task(model, dataset, ct.collate_batch,
+                            lambda m, b, d, s: ct.batch_loss(m, spec, b, d, weights), spec.train.loader_workers)
     if spec.family == "r2n2":
         from . import r2n2_task as rt
 
         if not args.views:
             raise ModelConfigError("r2n2 models need --views")
-        return rt.training_task(spec, args.views, args.seed, args.limit)
+        return rt.training_task(spec, args.views, args.limit)
     raise ModelConfigError(f"unknown family {spec.family!r}")
 
 
@@ -94,9 +125,7 @@ class _Distributed:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        use_cuda = device_arg == "cuda" or (device_arg == "auto" and torch.cuda.is_available())
-        if device_arg == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda requested but torch sees no CUDA device")
+        use_cuda = resolve_device(device_arg).type == "cuda"
         if use_cuda:
             torch.cuda.set_device(local_rank)
             self.device = torch.device("cuda", local_rank)
@@ -142,11 +171,6 @@ class _StopRequest:
         self.signal = signum
 
 
-def _epoch_indices(sampler, epoch: int) -> list[int]:
-    sampler.set_epoch(epoch)
-    return list(iter(sampler))
-
-
 def write_metrics(path: Path, rows: list[dict]) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", newline="") as f:
@@ -169,7 +193,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="override the config's batch size per process")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="use only the first N training examples (tests)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: leave torch's default)")
     p.add_argument("--keep-checkpoints", type=int, default=3)
     return p.parse_args(argv)
@@ -218,14 +242,11 @@ def train(args: argparse.Namespace) -> int:
         if ddp.main:
             print(f"resuming from {resume} at step {step}", file=sys.stderr)
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp.world > 1 else model
-    sampler = torch.utils.data.distributed.DistributedSampler(
-        task.dataset, num_replicas=ddp.world, rank=ddp.rank, shuffle=True, seed=args.seed, drop_last=True
-    )
     batch_size = spec.train.batch_size
-    batches_per_epoch = len(sampler) // batch_size
+    batches_per_epoch = task.batches_per_epoch(ddp.world, batch_size)
     if batches_per_epoch == 0:
         raise ModelConfigError(
-            f"{len(task.dataset)} training examples over {ddp.world} processes give no full batch of "
+            f"the training examples over {ddp.world} processes give no full batch of "
             f"{batch_size}; lower the batch size (models.batch_size in the config, --batch-size here)")
     stop = _StopRequest()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if ddp.device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -260,14 +281,7 @@ def train(args: argparse.Namespace) -> int:
     window_loss, window_iou, window_n, window_start = 0.0, 0.0, 0, time.perf_counter()
     net.train()
     while step < spec.train.steps:
-        if hasattr(task.dataset, "set_epoch"):
-            task.dataset.set_epoch(epoch)
-        indices = _epoch_indices(sampler, epoch)[position * batch_size : batches_per_epoch * batch_size]
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(task.dataset, indices), batch_size=batch_size, shuffle=False,
-            num_workers=spec.train.loader_workers, collate_fn=task.collate, drop_last=True,
-            pin_memory=ddp.device.type == "cuda",
-        )
+        loader = task.epoch_batches(epoch, position, ddp.world, ddp.rank, batch_size, args.seed)
         for batch in loader:
             lr = learning_rate(spec, step)
             for group in optimizer.param_groups:
@@ -326,7 +340,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return train(args)
-    except (ModelConfigError, checkpoints.CheckpointError) as err:
+    except (ModelConfigError, checkpoints.CheckpointError, ExampleError, SchemaViolation) as err:
         print(f"train: {err}", file=sys.stderr)
         return 2
 

@@ -92,3 +92,40 @@ def threads_for(rule_name):
 
 def mem_for(rule_name):
     return config["mem_mb"].get(rule_name, 2000)
+
+
+def r2n2_roots():
+    """(ShapeNetRendering roots, ShapeNetVox32 roots) that r2n2_views reads: render_views'
+    shard folders (r2n2.source: synthetic) or the configured real roots."""
+    source = config["r2n2"]["source"]
+    if source == "synthetic":
+        shards = range(config["meshes"]["shards"])
+        return (
+            [f"{RESULTS}/r2n2/ShapeNetRendering/shard-{shard:05d}" for shard in shards],
+            [f"{RESULTS}/r2n2/ShapeNetVox32/shard-{shard:05d}" for shard in shards],
+        )
+    return [source["rendering"]], [source["voxels"]]
+
+
+def r2n2_inputs(wildcards):
+    """render_views' folders, or the download stamps of archives that extract the real roots;
+    plus the Pix2Vox split file when r2n2.split is pix2vox."""
+    inputs = []
+    if config["r2n2"]["split"] == "pix2vox":
+        inputs.append(config["r2n2"]["split_file"])
+    if config["r2n2"]["source"] == "synthetic":
+        rendering, voxels = r2n2_roots()
+        return inputs + rendering + voxels
+    roots = [Path(root).resolve() for group in r2n2_roots() for root in group]
+    for name, archive in config["download"]["archives"].items():
+        target = Path(archive["extract_to"]).resolve()
+        if any(root == target or target in root.parents for root in roots):
+            inputs.append(f"{DATA}/downloads/{name}.done")
+    return inputs
+
+
+def r2n2_split_arguments(wildcards):
+    split = config["r2n2"]["split"]
+    if split == "pix2vox":
+        return f"--split pix2vox --split-file '{config['r2n2']['split_file']}'"
+    return f"--split {split}"

@@ -3,13 +3,21 @@
 # realism, ground-truth resolution) comes from its config file and the chosen scale.
 
 
+def model_file(name):
+    import yaml
+
+    return yaml.safe_load((Path(MODEL_CONFIGS) / f"{name}.yaml").read_text())
+
+
+def model_family(name):
+    return model_file(name).get("family", "corenet")
+
+
 def model_data(name):
     """(dataset, realism, ground-truth resolution) of a model at the configured scale; the
     stage (stages/model_config.py) validates the whole file when it runs."""
-    import yaml
-
     path = Path(MODEL_CONFIGS) / f"{name}.yaml"
-    spec = yaml.safe_load(path.read_text())
+    spec = model_file(name)
     scale = config["models"]["scale"]
     try:
         block = spec["scale"][scale]
@@ -63,15 +71,98 @@ def overrides():
 
 
 def eval_outputs(name):
-    return [
-        f"{RESULTS}/eval/{name}/summary.json",
-        f"{RESULTS}/eval/{name}/voxel_metrics.csv",
-        f"{RESULTS}/eval/{name}/baseline_metrics.csv",
-        f"{RESULTS}/models/{name}/metrics.csv",
-    ]
+    if model_family(name) == "r2n2":
+        tables = [f"{RESULTS}/eval/{name}/iou_by_views.csv"]
+    else:
+        tables = [
+            f"{RESULTS}/eval/{name}/voxel_metrics.csv",
+            f"{RESULTS}/eval/{name}/baseline_metrics.csv",
+        ]
+    return [f"{RESULTS}/eval/{name}/summary.json", *tables, f"{RESULTS}/models/{name}/metrics.csv"]
 
 
-for _model in model_names():
+R2N2_VIEWS = f"{RESULTS}/r2n2/views.parquet"
+
+
+for _model in [m for m in model_names() if model_family(m) == "r2n2"]:
+
+    rule:
+        name:
+            f"train_{_model}"
+        input:
+            config=str(Path(MODEL_CONFIGS) / f"{_model}.yaml"),
+            views=R2N2_VIEWS,
+        output:
+            model=f"{RESULTS}/models/{_model}/model.pt",
+            metrics=report(
+                f"{RESULTS}/models/{_model}/metrics.csv",
+                category="Training",
+                subcategory=_model,
+                caption="../report/training_curve.rst",
+            ),
+        log:
+            f"{RESULTS}/logs/train/{_model}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train/{_model}.tsv"
+        conda:
+            "../../envs/gpu.yaml"
+        threads: threads_for("train")
+        resources:
+            mem_mb=mem_for("train"),
+            gpu=config["models"].get("gpus", 0),
+        params:
+            scale=config["models"]["scale"],
+            out_dir=lambda wc, output: str(Path(output.model).parent),
+            device=device(),
+            overrides=overrides(),
+        shell:
+            launcher("stages.train")
+            + " --model-config {input.config} --scale {params.scale} --views {input.views}"
+            " --out-dir {params.out_dir} --device {params.device} --threads {threads}"
+            " {params.overrides} 2> {log}"
+
+    rule:
+        name:
+            f"eval_{_model}"
+        input:
+            model=f"{RESULTS}/models/{_model}/model.pt",
+            views=R2N2_VIEWS,
+        output:
+            summary=f"{RESULTS}/eval/{_model}/summary.json",
+            metrics=report(
+                f"{RESULTS}/eval/{_model}/iou_by_views.csv",
+                category="Evaluation",
+                subcategory=_model,
+                caption="../report/voxel_metrics.rst",
+            ),
+            qualitative=report(
+                directory(f"{RESULTS}/eval/{_model}/qualitative"),
+                patterns=["{name}.png"],
+                category="Qualitative",
+                subcategory=_model,
+                caption="../report/qualitative.rst",
+            ),
+        log:
+            f"{RESULTS}/logs/eval/{_model}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/eval/{_model}.tsv"
+        conda:
+            "../../envs/gpu.yaml"
+        threads: threads_for("eval")
+        resources:
+            mem_mb=mem_for("eval"),
+            gpu=min(1, config["models"].get("gpus", 0)),
+        params:
+            out_dir=lambda wc, output: str(Path(output.summary).parent),
+            device=device(),
+            qualitative=config["models"].get("qualitative", 8),
+        shell:
+            "python -m stages.eval_r2n2 --model {input.model} --views {input.views}"
+            " --out-dir {params.out_dir} --qualitative {params.qualitative}"
+            " --device {params.device} --threads {threads} 2> {log}"
+
+
+for _model in [m for m in model_names() if model_family(m) == "corenet"]:
 
     rule:
         name:

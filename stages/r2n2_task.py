@@ -1,0 +1,70 @@
+"""3D-R2N2 in the shared training machinery: the network a spec describes, its per-epoch
+batches (one random view count per batch, the same on every rank), loss and predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+
+from .model_config import ModelSpec, spec_from_saved
+from .models.r2n2 import R2N2Config, Res3DGRU3, occupancy_probability, r2n2_loss
+from .r2n2_data import R2N2Views, ViewBatchSampler, collate_views, preprocess_view
+
+IOU_THRESHOLD = 0.4  # the released test code's voxel threshold
+
+
+def build_model(spec: ModelSpec) -> Res3DGRU3:
+    return Res3DGRU3(R2N2Config.from_dict(spec.network))
+
+
+def batch_loss(model, batch: dict, device) -> tuple[torch.Tensor, dict]:
+    logits = model(batch["views"].to(device, non_blocking=True))
+    voxels = batch["voxels"].to(device)
+    loss = r2n2_loss(logits.float(), voxels)
+    with torch.no_grad():
+        predicted = occupancy_probability(logits.float()) >= IOU_THRESHOLD
+        truth = voxels > 0
+        union = (predicted | truth).sum().item()
+        iou = (predicted & truth).sum().item() / union if union else 1.0
+    return loss, {"iou": iou}
+
+
+def training_task(spec: ModelSpec, views_table: str, limit: int | None = None):
+    from .train import TrainingTask
+
+    dataset = R2N2Views(views_table, "train", train=True, default_views=spec.train.max_views)
+    if limit is not None:
+        dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+    total_views = dataset.dataset.total_views if limit is not None else dataset.total_views
+
+    def index_batches(world, rank, seed, batch_size):
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        return BatchSampler(sampler, batch_size, drop_last=True)
+
+    def batches_per_epoch(world, batch_size):
+        return len(index_batches(world, 0, 0, batch_size))
+
+    def epoch_batches(epoch, start, world, rank, batch_size, seed):
+        views = ViewBatchSampler(index_batches(world, rank, seed, batch_size), total_views,
+                                 spec.train.max_views, train=True, seed=seed)
+        views.set_epoch(epoch)
+        batches = list(views)[start:]  # the same draws as an uninterrupted epoch, minus those done
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_views,
+                          num_workers=spec.train.loader_workers)
+
+    return TrainingTask(build_model(spec), lambda m, b, d, s: batch_loss(m, b, d), batches_per_epoch, epoch_batches)
+
+
+@torch.no_grad()
+def predict_occupancy(payload: dict, images: list[np.ndarray], device) -> np.ndarray:
+    """Occupancy probability [32, 32, 32] ([z, y, x]) from any number of RGB views (137 px,
+    preprocessed like the test set: centre crop)."""
+    spec = spec_from_saved(payload["spec"])
+    model = build_model(spec)
+    model.load_state_dict(payload["model"])
+    model.to(device).eval()
+    rgba = [np.concatenate([img, np.full(img.shape[:2] + (1,), 255, np.uint8)], -1) for img in images]
+    views = np.stack([preprocess_view(v, False, np.random.default_rng(0)) for v in rgba])
+    logits = model(torch.from_numpy(views)[None].to(device))
+    return occupancy_probability(logits.float())[0].cpu().numpy()
