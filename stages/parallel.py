@@ -35,13 +35,21 @@ class DaskOptions:
     mem_mb: int | None = None
 
 
+# The default of --scheduler: set it to a running scheduler's address to send every stage's
+# partitions there (README, "Running on a cluster"). An environment variable rather than a rule
+# parameter, because where partitions run does not change what a job writes: a parameter would
+# make Snakemake rerun every job whenever the address changes.
+SCHEDULER_ENV = "RECON3D_DASK_SCHEDULER"
+
+
 def add_dask_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("parallelism (Dask)")
     group.add_argument(
         "--scheduler",
-        default="auto",
+        default=os.environ.get(SCHEDULER_ENV) or "auto",
         help="auto | local | threads | sync | tcp://HOST:PORT of a running distributed "
-        "scheduler (default: auto = LocalCluster of --threads processes, in-process for 1)",
+        "scheduler (default: $RECON3D_DASK_SCHEDULER if set, else auto = LocalCluster of "
+        "--threads processes, in-process for 1)",
     )
     group.add_argument("--threads", type=int, default=1, help="workers for this job (default 1)")
     group.add_argument(

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from snakemake_runs import REPO, job_counts, scratch_workdir, snakemake
 from stages.tables import MESHES, QUARANTINE, RENDERS, SCENES, VOXELS, read_table, unpack_array
 from stages.voxel_codec import decode_planes
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True
-    )
-    if check and result.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
 
 
 def test_lint_is_clean():
@@ -53,21 +40,13 @@ def test_config_is_validated(tmp_path):
     assert "shard_size" in output and "minimum of 1" in output
 
 
-def _workdir(tmp_path: Path) -> Path:
-    work = tmp_path / "run"
-    work.mkdir()
-    for name in ("workflow", "config", "profiles"):
-        os.symlink(REPO / name, work / name)
-    return work
-
-
 def _run(work: Path, *extra: str) -> subprocess.CompletedProcess:
     return snakemake("--cores", "2", "--configfile", "config/tiny.yaml", *extra, cwd=work)
 
 
 @pytest.mark.e2e
 def test_tiny_workflow_end_to_end(tmp_path):
-    work = _workdir(tmp_path)
+    work = scratch_workdir(tmp_path)
     config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
     _run(work)
     results = work / "results"
@@ -127,16 +106,3 @@ def test_tiny_workflow_end_to_end(tmp_path):
     after = {p: p.stat().st_mtime_ns for p in before}
     assert after == before
     assert job_counts(log) == {"voxelize": 1, "all": 1}, log
-
-
-def job_counts(log: str) -> dict[str, int]:
-    """The 'Job stats' table Snakemake prints before running: rule -> number of jobs."""
-    lines = log.splitlines()
-    start = lines.index("Job stats:") + 3
-    counts = {}
-    for line in lines[start:]:
-        name, number = line.split()
-        if name == "total":
-            return counts
-        counts[name] = int(number)
-    raise AssertionError("no Job stats table in the log")

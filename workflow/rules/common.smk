@@ -1,5 +1,6 @@
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,6 +19,22 @@ RESULTS = config["results"]
 DATA = config["data"]
 SYNTHETIC_ROOT = f"{DATA}/synthetic/ShapeNetCore.v2"
 MODEL_CONFIGS = config["models"].get("configs", "config/models")
+# Images for `--sdm apptainer`: data rules run in the CPU image, GPU rules in the CUDA image.
+CPU_IMAGE = config["containers"]["cpu"]
+CUDA_IMAGE = config["containers"]["cuda"]
+# voxelize is named voxelize_cuda when it runs on the GPU, so that a cluster profile can give
+# the GPU jobs (and only them) a GPU partition and a GPU (profiles/slurm/config.yaml).
+VOXELIZE_ON_GPU = config["voxelize"]["backend"] == "cuda"
+
+# Rules call `python -m stages.<stage>`: the stages come from this checkout, in whatever folder
+# Snakemake runs and whether or not the project is installed where the job runs (conda envs and
+# images carry the dependencies; this keeps workflow and stage code of one version together).
+# (The prefix is formatted like a command: braces are doubled once more.)
+REPO_ROOT = Path(workflow.basedir).resolve().parent
+shell.prefix(
+    "set -euo pipefail; export PYTHONPATH=%s${{PYTHONPATH:+:$PYTHONPATH}}; "
+    % shlex.quote(str(REPO_ROOT)).replace("{", "{{").replace("}", "}}")
+)
 
 
 wildcard_constraints:
@@ -50,6 +67,24 @@ def mesh_shards(table="meshes"):
         f"{RESULTS}/{table}/shard-{{shard:05d}}.parquet",
         shard=range(config["meshes"]["shards"]),
     )
+
+
+def meshes_complete():
+    """The stamp that stands for the whole meshes table (rule meshes_complete)."""
+    return f"{RESULTS}/meshes/_SUCCESS"
+
+
+# The mesh shards as the jobs' --meshes arguments. Rule parameters cost time per job when
+# Snakemake builds the DAG (tens of thousands of jobs at paper scale): a string is formatted with
+# the job's wildcards and a function is inspected and called, a tuple is taken as it is.
+MESH_SHARDS = tuple(mesh_shards())
+
+
+def scene_layout_args(wildcards):
+    """make_scenes arguments that depend on the job's dataset and split."""
+    spec = config["scenes"]["datasets"][wildcards.dataset]
+    count = spec["count"][wildcards.split]
+    return f"--objects {spec['objects']} --count {wildcards.split}={count}"
 
 
 def split_shards(dataset, split):

@@ -9,6 +9,8 @@ rule download:
         f"{RESULTS}/logs/download/{{name}}.log",
     conda:
         "../../envs/data.yaml"
+    container:
+        CPU_IMAGE
     params:
         archive=lambda wildcards: config["download"]["archives"][wildcards.name],
         file=f"{DATA}/downloads/{{name}}.archive",

@@ -106,6 +106,8 @@ for _model in [m for m in model_names() if model_family(m) == "r2n2"]:
             f"{RESULTS}/benchmarks/train/{_model}.tsv"
         conda:
             "../../envs/gpu.yaml"
+        container:
+            CUDA_IMAGE
         threads: threads_for("train")
         resources:
             mem_mb=mem_for("train"),
@@ -148,6 +150,8 @@ for _model in [m for m in model_names() if model_family(m) == "r2n2"]:
             f"{RESULTS}/benchmarks/eval/{_model}.tsv"
         conda:
             "../../envs/gpu.yaml"
+        container:
+            CUDA_IMAGE
         threads: threads_for("eval")
         resources:
             mem_mb=mem_for("eval"),
@@ -186,6 +190,8 @@ for _model in [m for m in model_names() if model_family(m) == "corenet"]:
             f"{RESULTS}/benchmarks/train/{_model}.tsv"
         conda:
             "../../envs/gpu.yaml"
+        container:
+            CUDA_IMAGE
         threads: threads_for("train")
         resources:
             mem_mb=mem_for("train"),
@@ -234,6 +240,8 @@ for _model in [m for m in model_names() if model_family(m) == "corenet"]:
             f"{RESULTS}/benchmarks/eval/{_model}.tsv"
         conda:
             "../../envs/gpu.yaml"
+        container:
+            CUDA_IMAGE
         threads: threads_for("eval")
         resources:
             mem_mb=mem_for("eval"),

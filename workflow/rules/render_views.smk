@@ -15,6 +15,8 @@ rule render_views:
         f"{RESULTS}/benchmarks/render_views/{{shard}}.tsv"
     conda:
         "../../envs/data.yaml"
+    container:
+        CPU_IMAGE
     threads: threads_for("render_views")
     resources:
         mem_mb=mem_for("render_views"),
@@ -42,6 +44,8 @@ rule r2n2_views:
         f"{RESULTS}/benchmarks/r2n2_views.tsv"
     conda:
         "../../envs/data.yaml"
+    container:
+        CPU_IMAGE
     threads: threads_for("r2n2_views")
     resources:
         mem_mb=mem_for("r2n2_views"),

@@ -28,6 +28,8 @@ rule report:
         f"{RESULTS}/logs/report/report.log",
     conda:
         "../../envs/report.yaml"
+    container:
+        CPU_IMAGE
     params:
         # results/report/index.html -> results
         results=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),

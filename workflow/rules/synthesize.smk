@@ -7,6 +7,8 @@ rule synthesize:
         f"{RESULTS}/benchmarks/synthesize.tsv"
     conda:
         "../../envs/data.yaml"
+    container:
+        CPU_IMAGE
     params:
         per_class=config["synthetic"]["per_class"],
         seed=config["synthetic"]["seed"],
