@@ -631,6 +631,7 @@ def test_snakemake_rule_and_native_report(tmp_path):
     (tmp_path / "Snakefile").write_text(
         'configfile: "config.yaml"\n'
         'RESULTS = config["results"]\n'
+        'CPU_IMAGE = "containers/recon3d-cpu.sif"\n'
         "def mesh_shards(table='meshes'):\n"
         "    return [f'{RESULTS}/{table}/shard-{i:05d}.parquet' for i in range(config['meshes']['shards'])]\n"
         "def scene_shards(dataset):\n"
