@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from snakemake_runs import REPO, scratch_workdir, snakemake, workflow_rules
+from snakemake_runs import REPO, job_counts, scratch_workdir, snakemake, workflow_rules
 
 SLURM = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
 MODELS = ["h5", "h7", "y1", "m7", "m9", "r2n2"]
@@ -156,3 +156,37 @@ def test_the_slurm_profile_is_found_by_name_on_snakemakes_search_path(big_jobs, 
     result = snakemake("-n", "--profile", "slurm", *config, cwd=work, env=env)
     assert "Using profiles slurm and workflow specific profile profiles/default" in result.stderr
     assert dry_run_jobs(result.stdout)["voxelize_cuda"]["gpu"] == "1"
+
+
+def test_the_paper_scale_dag_has_the_jobs_the_readme_states(tmp_path):
+    """config/paper_scale.yaml at the default shard size: one make_scenes job per scene shard of
+    every split, one render / voxelize job per shard and realism level / resolution, and the
+    per-rule counts printed in the README's "Scale on paper" table."""
+    import math
+
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    paper = yaml.safe_load((REPO / "config" / "paper_scale.yaml").read_text())
+    assert "shard_size" not in paper["scenes"], "the paper-scale DAG is sized at the default shard size"
+    size = default["scenes"]["shard_size"]
+    shards = {
+        name: sum(math.ceil(n / size) for n in spec["count"].values())
+        for name, spec in paper["scenes"]["datasets"].items()
+    }
+    per_level = lambda levels: sum(shards[d] * len(v) for d, v in levels.items())  # noqa: E731
+    models = len(paper["models"]["run"])
+    expected = {
+        "convert_shapenet": paper["meshes"]["shards"], "meshes_complete": 1, "make_scenes": sum(shards.values()),
+        "render": per_level(paper["render"]["levels"]), "voxelize": per_level(paper["voxelize"]["resolutions"]),
+        **{f"{stage}_{m}": 1 for stage in ("train", "eval") for m in paper["models"]["run"]},
+        "report": 1, "all": 1,
+    }
+    work = scratch_workdir(tmp_path)
+    counts = job_counts(snakemake("-n", "--quiet", "rules", "--configfile", "config/paper_scale.yaml", cwd=work).stdout)
+    assert counts == expected
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Scale on paper"):]
+    for rule in ("convert_shapenet", "make_scenes", "render", "voxelize"):
+        assert f"| {rule} | {counts[rule]:,} |" in section
+    total = sum(counts.values())
+    assert f"| total | {total:,} | {total - 3:,} SLURM jobs |" in section  # less meshes_complete, report, all
+    assert f"| train_h5 .. train_m9, eval_h5 .. eval_m9 | {2 * models} |" in section
