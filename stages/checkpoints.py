@@ -15,6 +15,8 @@ import torch
 
 FORMAT = 1
 STEP_FILE = re.compile(r"step-(\d{9})\.pt$")
+# The kinds a trained model can be read from (evaluation, prediction): final weights or a checkpoint.
+WEIGHTS = ("recon3d-model", "recon3d-checkpoint")
 
 
 class CheckpointError(ValueError):

@@ -49,14 +49,34 @@ def write_png(path: Path, image: np.ndarray) -> None:
     atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
-def load_model(path, device):
-    payload = checkpoints.load(path, ("recon3d-model", "recon3d-checkpoint"), map_location=device)
+def load_model(path, device, family: str = "corenet", build=build_model):
+    """(spec, model in eval mode on `device`, checkpoint payload) of a trained model of `family`."""
+    payload = checkpoints.load(path, checkpoints.WEIGHTS, map_location=device)
     spec = spec_from_saved(payload["spec"])
-    if spec.family != "corenet":
-        raise ModelConfigError(f"{path}: a {spec.family} model; stages.eval evaluates the corenet family")
-    model = build_model(spec)
+    if spec.family != family:
+        raise ModelConfigError(f"{path}: a {spec.family} model; this stage evaluates the {family} family")
+    model = build(spec)
     model.load_state_dict(payload["model"])
     return spec, model.to(device).eval(), payload
+
+
+def summary_fields(spec, payload: dict, device) -> dict:
+    """What every summary.json says about the model it scores (the metrics come beside it)."""
+    return {
+        "model": spec.name,
+        "family": spec.family,
+        "task": spec.task,
+        "dataset": spec.dataset,
+        "realism": spec.realism,
+        "scale": spec.scale,
+        "native_resolution": spec.resolution,
+        "eval_resolution": spec.eval_resolution,
+        "paper_mean_iou": spec.paper_mean_iou,
+        "paper_source": spec.paper_source,
+        "checkpoint_step": int(payload.get("step", 0)),
+        "examples_seen": int(payload.get("examples", 0)),
+        "device": str(device),
+    }
 
 
 def constant_baseline(scene_files, voxel_files, resolution: int) -> tuple[ConstantShape, int]:
@@ -134,26 +154,14 @@ def evaluate(args) -> dict:
     metrics = voxel_metrics(model_matrix, CLASS_NAMES)
     base_metrics = voxel_metrics(base_matrix, CLASS_NAMES)
     summary = {
-        "model": spec.name,
-        "family": spec.family,
-        "task": spec.task,
-        "dataset": spec.dataset,
-        "realism": spec.realism,
-        "scale": spec.scale,
-        "native_resolution": spec.resolution,
-        "eval_resolution": spec.eval_resolution,
+        **summary_fields(spec, payload, device),
         "mean_iou": mean_iou(metrics),
         "global_iou": float(metrics.loc["iou", GLOBAL]),
         "baseline_mean_iou": mean_iou(base_metrics),
         "baseline_global_iou": float(base_metrics.loc["iou", GLOBAL]),
         "baseline_threshold": baseline.threshold,
         "baseline_train_scenes": baseline_scenes,
-        "paper_mean_iou": spec.paper_mean_iou,
-        "paper_source": spec.paper_source,
         "test_scenes": len(examples),
-        "checkpoint_step": int(payload.get("step", 0)),
-        "examples_seen": int(payload.get("examples", 0)),
-        "device": str(device),
     }
     atomic_write(out / "voxel_metrics.csv", metrics.to_csv)
     atomic_write(out / "baseline_metrics.csv", base_metrics.to_csv)

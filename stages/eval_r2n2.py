@@ -19,8 +19,8 @@ import torch
 
 from . import checkpoints
 from .baseline import OccupancyStatistics
-from .eval import atomic_write, write_png
-from .model_config import ModelConfigError, spec_from_saved
+from .eval import atomic_write, load_model, scene_iou, summary_fields, write_png
+from .model_config import ModelConfigError
 from .r2n2_data import R2N2Views, make_loader
 from .r2n2_metrics import THRESHOLDS, iou_by_views_table, iou_records, threshold_iou
 from .r2n2_task import IOU_THRESHOLD, build_model
@@ -58,13 +58,7 @@ def qualitative(views: torch.Tensor, predicted: np.ndarray, truth: np.ndarray, s
 def evaluate(args) -> dict:
     device = resolve_device(args.device)
     apply_threads(args.threads)
-    payload = checkpoints.load(args.model, ("recon3d-model", "recon3d-checkpoint"), map_location=device)
-    spec = spec_from_saved(payload["spec"])
-    if spec.family != "r2n2":
-        raise ModelConfigError(f"{args.model}: a {spec.family} model; stages.eval_r2n2 evaluates 3D-R2N2")
-    model = build_model(spec)
-    model.load_state_dict(payload["model"])
-    model.to(device).eval()
+    spec, model, payload = load_model(args.model, device, family="r2n2", build=build_model)
     test = R2N2Views(args.views, "test", train=False, default_views=max(args.num_views))
     if len(test) == 0:
         raise ModelConfigError(f"{args.views}: no test models")
@@ -84,8 +78,7 @@ def evaluate(args) -> dict:
             if n == max(args.num_views):
                 for i in range(len(probs)):
                     truth = batch["voxels"][i].numpy() > 0
-                    union = np.count_nonzero(truth | baseline)
-                    baseline_ious.append(np.count_nonzero(truth & baseline) / union if union else 1.0)
+                    baseline_ious.append(scene_iou(baseline, truth))
                     if shown < args.qualitative:
                         image = qualitative(batch["views"][i], probs[i].numpy() >= IOU_THRESHOLD, truth)
                         write_png(out / "qualitative" / f"{shown:02d}_{batch['model_id'][i]}.png", image)
@@ -94,26 +87,14 @@ def evaluate(args) -> dict:
     mean = table[(table["class"] == "__mean__") & np.isclose(table["threshold"], IOU_THRESHOLD)]
     by_views = {int(r.views): float(r.iou) for r in mean.itertuples()}
     summary = {
-        "model": spec.name,
-        "family": spec.family,
-        "task": spec.task,
-        "dataset": spec.dataset,
-        "realism": spec.realism,
-        "scale": spec.scale,
-        "native_resolution": spec.resolution,
-        "eval_resolution": spec.eval_resolution,
+        **summary_fields(spec, payload, device),
         "threshold": IOU_THRESHOLD,
         "mean_iou": by_views[max(by_views)],
         "mean_iou_by_views": by_views,
         "global_iou": by_views[max(by_views)],
         "baseline_mean_iou": float(np.mean(baseline_ious)),
         "baseline_global_iou": float(np.mean(baseline_ious)),
-        "paper_mean_iou": spec.paper_mean_iou,
-        "paper_source": spec.paper_source,
         "test_scenes": len(test),
-        "checkpoint_step": int(payload.get("step", 0)),
-        "examples_seen": int(payload.get("examples", 0)),
-        "device": str(device),
     }
     atomic_write(out / "iou_by_views.csv", lambda tmp: table.to_csv(tmp, index=False))
     atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2) + "\n"))

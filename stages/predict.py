@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         if out.suffix.lower() not in MESH_SUFFIXES:
             raise PredictError(f"{out}: unsupported mesh format; use one of {', '.join(MESH_SUFFIXES)}")
         device = resolve_device(args.device)
-        payload = checkpoints.load(args.model, ("recon3d-model", "recon3d-checkpoint"), map_location=device)
+        payload = checkpoints.load(args.model, checkpoints.WEIGHTS, map_location=device)
         occupancy = predict_occupancy(payload, args.image, args.camera, device)
         mesh = occupancy_to_mesh(occupancy, args.level)
         out.parent.mkdir(parents=True, exist_ok=True)
