@@ -1,0 +1,58 @@
+"""Marching cubes on a fused TSDF: the level-0 surface of the observed voxels, in world metres.
+
+skimage.measure.marching_cubes runs on the stored TSDF (positive behind surfaces); with
+gradient_direction='ascent' the faces are wound so that their normals point into observed free
+space, towards the cameras (tested). A marching-cubes vertex is interpolated from the voxel points around it; a vertex
+that depends on an unobserved point (weight 0) is dropped with every face using it, which is what
+VoRTX/IOAR get by setting unobserved voxels to NaN and removing NaN vertices (IOAR
+scripts/evaluate.py + IOAR/utils.py:to_mesh). Vertex positions map to the world as
+``origin + index * voxel_size`` (no half-voxel offset, like `stages.tsdf.fusion`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import trimesh
+from skimage import measure
+
+from stages.tsdf.fusion import VolumeGrid
+
+
+def _vertex_observed(verts: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """bool [V]: every voxel point of the box [floor(v), ceil(v)] around each vertex observed."""
+    lo = np.floor(verts).astype(np.int64)
+    hi = np.ceil(verts).astype(np.int64)
+    top = np.array(observed.shape) - 1
+    lo = np.clip(lo, 0, top)
+    hi = np.clip(hi, 0, top)
+    ok = np.ones(len(verts), dtype=bool)
+    for corner in range(8):
+        pick = [(hi if corner >> axis & 1 else lo)[:, axis] for axis in range(3)]
+        ok &= observed[pick[0], pick[1], pick[2]]
+    return ok
+
+
+def tsdf_to_mesh(tsdf: np.ndarray, weight: np.ndarray, grid: VolumeGrid, level: float = 0.0) -> trimesh.Trimesh:
+    """The isosurface of a TSDF as a world-space mesh (vertices float64 [V, 3] metres).
+
+    tsdf: [nx, ny, nz] stored TSDF; weight: [nx, ny, nz], > 0 where observed; grid: the volume's
+    lattice. Returns an empty mesh when there is no surface. Raises ValueError when the shapes
+    disagree with each other or with `grid.dims`.
+    """
+    tsdf = np.asarray(tsdf, dtype=np.float32)
+    observed = np.asarray(weight) > 0
+    if tsdf.shape != observed.shape or tsdf.shape != tuple(grid.dims):
+        raise ValueError(f"TSDF {tsdf.shape}, weight {observed.shape}, grid {tuple(grid.dims)} differ")
+    if min(tsdf.shape) < 2 or not observed.any():
+        return trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), process=False)
+    values = np.where(observed, tsdf, np.float32(1.0))
+    if not (values.min() <= level <= values.max()) or values.min() == values.max():
+        return trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), process=False)
+    verts, faces, _, _ = measure.marching_cubes(values, level=level, gradient_direction="ascent")
+    keep_vertex = _vertex_observed(verts, observed)
+    faces = faces[np.all(keep_vertex[faces], axis=1)]
+    used = np.zeros(len(verts), dtype=bool)
+    used[faces.reshape(-1)] = True
+    remap = np.cumsum(used) - 1
+    world = verts[used].astype(np.float64) * grid.voxel_size + np.asarray(grid.origin)
+    return trimesh.Trimesh(world, remap[faces], process=False)
