@@ -18,14 +18,20 @@ from skimage import measure
 from stages.tsdf.fusion import VolumeGrid
 
 
-def _vertex_observed(verts: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """bool [V]: every voxel point of the box [floor(v), ceil(v)] around each vertex observed."""
-    lo = np.floor(verts).astype(np.int64)
-    hi = np.ceil(verts).astype(np.int64)
+def observed_around(coords: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """bool [N]: every voxel point of the box [floor(c), ceil(c)] around each point is observed.
+
+    coords: float [N, 3] in voxel index units ((world - origin) / voxel_size), axis order x, y, z;
+    observed: bool [nx, ny, nz]. A point outside [0, n - 1] on any axis gives False. For a point
+    inside a cell this is "all 8 corners observed", i.e. a trilinear interpolation of the
+    observed mask equals 1 (TransformerFusion's visibility test, src/evaluation/eval.py).
+    """
+    coords = np.asarray(coords, dtype=np.float64).reshape(-1, 3)
     top = np.array(observed.shape) - 1
-    lo = np.clip(lo, 0, top)
-    hi = np.clip(hi, 0, top)
-    ok = np.ones(len(verts), dtype=bool)
+    inside = np.all((coords >= 0) & (coords <= top), axis=1)
+    lo = np.clip(np.floor(coords).astype(np.int64), 0, top)
+    hi = np.clip(np.ceil(coords).astype(np.int64), 0, top)
+    ok = inside.copy()
     for corner in range(8):
         pick = [(hi if corner >> axis & 1 else lo)[:, axis] for axis in range(3)]
         ok &= observed[pick[0], pick[1], pick[2]]
@@ -49,7 +55,7 @@ def tsdf_to_mesh(tsdf: np.ndarray, weight: np.ndarray, grid: VolumeGrid, level: 
     if not (values.min() <= level <= values.max()) or values.min() == values.max():
         return trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), process=False)
     verts, faces, _, _ = measure.marching_cubes(values, level=level, gradient_direction="ascent")
-    keep_vertex = _vertex_observed(verts, observed)
+    keep_vertex = observed_around(verts, observed)
     faces = faces[np.all(keep_vertex[faces], axis=1)]
     used = np.zeros(len(verts), dtype=bool)
     used[faces.reshape(-1)] = True
