@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +12,10 @@ import torch
 
 from stages.baseline import OccupancyStatistics, optimal_threshold
 from stages.camera import corenet_camera_transform, look_at_rh, perspective_rh
-from stages.corenet_task import predict_probabilities
+from stages.families.corenet.task import predict_probabilities
 from stages.models.corenet import CoReNet, CoReNetConfig
 from stages.models.losses import semantic_loss, soft_iou_fgbg_loss
-from stages.models.ray_traced_skip import ray_traced_skip, sample_points
+from stages.models.ray_traced_skip import corenet_pixels, ray_traced_skip, ray_traced_skip_corenet, sample_points
 from stages.models.resnet import ResNetConfig
 from stages.voxel_metrics import confusion_matrix, mean_iou, voxel_metrics
 
@@ -191,3 +193,58 @@ def test_model_output_shape_and_skip_assignment():
     assert paper.grids == (4, 8, 16, 32, 64, 128) and paper.skip_grids == (8, 16, 32, 64)
     with pytest.raises(ValueError):
         CoReNetConfig(resolution=48)
+
+
+def _small_config(name: str) -> CoReNetConfig:
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "models" / f"{name}.yaml").read_text())
+    small = raw["scale"]["small"]
+    net = dict(small["network"])
+    encoder = ResNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in net.pop("encoder").items()})
+    net = {k: tuple(v) if isinstance(v, list) else v for k, v in net.items()}
+    return CoReNetConfig(encoder=encoder, resolution=small["resolution"], num_classes=2,
+                         input_size=small["input_size"], **net)
+
+
+@pytest.mark.parametrize("name", ["h5", "h7"])
+def test_small_scale_computes_what_it_computed_before_the_paper_layout(name):
+    # tests/fixtures/corenet_small_head.npz was written by the code of commit 68cbb2a (before the
+    # corenet layout, batch renorm and the original's skip arithmetic were added): seed 1234,
+    # state-dict digest, outputs in training and evaluation mode (subsampled [..., ::4, ::4, ::4]
+    # and summed). On the machine that wrote it the new code reproduced every value bit for bit;
+    # the tolerance only allows other CPUs' kernels.
+    ref = np.load(Path(__file__).parent / "fixtures" / "corenet_small_head.npz")
+    torch.manual_seed(1234)
+    model = CoReNet(_small_config(name))
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().contiguous().numpy().tobytes())
+    assert digest.hexdigest() == str(ref[f"{name}_state_sha256"])
+    image = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(5))
+    offset = torch.tensor([[0.5, 0.5, 0.5], [0.125, 0.375, 0.875]])
+    with torch.no_grad():
+        for mode in ("train", "eval"):
+            out = model.train(mode == "train")(image, _camera().expand(2, 4, 4), offset).double()
+            np.testing.assert_allclose(out[:, :, ::4, ::4, ::4].numpy(), ref[f"{name}_{mode}_sub"], rtol=0, atol=1e-5)
+            np.testing.assert_allclose([out.sum().item(), out.abs().sum().item()], ref[f"{name}_{mode}_sum"], rtol=1e-6)
+
+
+def test_corenet_arithmetic_truncates_and_drops_negative_clip_z():
+    # 8x8 map, r = 2 at the cube centre's depth: the same pixels as the floor arithmetic where
+    # every projection is inside the image (CoReNet's camera)
+    features = _indexed_features(2, 8, 8)
+    offset = torch.full((1, 3), 0.5)
+    assert torch.equal(ray_traced_skip_corenet(features, _camera(), 2, offset), ray_traced_skip(features, _camera(), 2, offset))
+    # u * W = -0.5 (just left of the image): truncation gives column 0, which the original samples
+    # (floor would give -1, outside). One voxel (r = 1) sampled at (0.5, 0.5, 0.5), w = 1:
+    camera = torch.eye(4)[None].clone()
+    camera[0, 0, 3] = -1.625  # x_clip = -1.125 -> u = -1.125 / 2 + 0.5 = -0.0625 -> u * 8 = -0.5
+    camera[0, 1, 3] = -0.5  # y = 0.5 -> y_clip 0 -> row 4
+    camera[0, 2, 3] = -0.5  # z_clip = z - 0.5 = 0 at the centre: kept (>= 0)
+    cols, rows, keep = corenet_pixels(1, offset, camera, 8, 8)
+    assert (cols.item(), rows.item(), keep.item()) == (0, 4, True)
+    assert ray_traced_skip_corenet(features, camera, 1, offset)[0, :, 0, 0, 0].tolist() == [400.0, 1400.0]
+    camera[0, 2, 3] = -0.6  # clip z < 0 (w stays 1 > 0): dropped
+    assert ray_traced_skip_corenet(features, camera, 1, offset).abs().sum() == 0

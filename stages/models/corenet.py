@@ -1,127 +1,204 @@
 """The CoReNet model family: ResNet encoder, 3D transposed-convolution decoder from a 4^3 grid
 with ray-traced skip connections after each stage, per-voxel class logits.
 
-Differences from the released code, on purpose: batch norm instead of batch renorm, and the
-decoder's stage list is derived from the native resolution (4^3 doubling up to 32, 64 or 128)
-instead of being written out for 128^3, so that one class serves h5/h7/m7/m9 (128^3), y1
-(32^3) and the small CPU scale.
+Two layouts (`layout_of(config)`):
+
+- "uniform" (this project's own, used by the small scale): one stage per grid from 4^3 up to
+  the native resolution (norm, ReLU, 3^3 conv, norm, ReLU, then a 4^3 stride-2 transposed conv
+  or, at the native grid, a 1x1 conv to the logits); batch norm; skips sampled with "floor"
+  arithmetic.
+- "corenet": the released PyTorch decoder layer for layer (google-research/corenet,
+  src/corenet/model/reconstruction_decoder.py): stages of ReLU, norm, conv (3^3 on the 4^3 grid,
+  5^3 after), ReLU, norm, transposed conv (3^3 then 7^3, stride 2; the last one produces the
+  logits and upsamples by `last_upscale_factor`), skips after the 8^3..64^3 stages fed from the
+  encoder's stride 32..4 features and sampled with the original's arithmetic; batch
+  renormalization everywhere and the encoder in CORENET_STYLE (stages.models.resnet). It
+  computes what the original computes, so its released checkpoints import
+  (stages.import_checkpoint).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .batch_renorm import BatchRenorm
+from .configs import INITIAL_GRID, CoReNetConfig, ResNetConfig  # noqa: F401
 from .ray_traced_skip import RayTracedSkip, sample_points
-from .resnet import ResNetConfig, ResNetEncoder
+from .resnet import CORENET_STYLE, OWN_STYLE, ResNetEncoder
 
-INITIAL_GRID = 4
 CHANNELS_LAST = torch.channels_last_3d
 TASKS = ("fg_bg", "semantic")
+LAYOUTS = ("uniform", "corenet")
+# The released network: ResNet-50 and decoder widths on the grids 4^3..64^3 (reconstruction_decoder.py).
+CORENET_ENCODER = ResNetConfig(block="bottleneck", layers=(3, 4, 6, 3), widths=(64, 128, 256, 512), stem_width=64)
+CORENET_CHANNELS = (256, 128, 64, 32, 16)
+
+
+def layout_of(config: CoReNetConfig) -> str:
+    """The config's decoder layout; "uniform" for a CoReNetConfig without a `layout` field."""
+    return getattr(config, "layout", "uniform")
+
+
+def last_upscale_factor(config: CoReNetConfig) -> int:
+    """Upsampling of the corenet layout's last transposed conv (1 where the config has none)."""
+    return getattr(config, "last_upscale_factor", 1)
 
 
 @dataclass(frozen=True)
-class CoReNetConfig:
-    """resolution: native output grid (a power of two >= 8); num_classes: 2 for FG_BG, object
-    classes + 1 for SEMANTIC; channels: decoder width per grid from 4^3 up to `resolution`
-    (one entry per grid); skip_fraction: skip channels as a fraction of the grid's width;
-    skip_final: whether the native-resolution grid also gets a skip (CoReNet's 128^3 model has
-    none there; it is cheap and useful at 32^3); input_size: square input image side;
-    position_channels: append each voxel's sample position (x, y, z in the unit cube) to the
-    skipped features (not in CoReNet: the skip gives every voxel of a ray the same features, so
-    where along the ray the surface lies is otherwise only known through the convolutions'
-    receptive field; the small scale, with few layers, learns depth much faster with it)."""
+class CoReNetLayoutConfig(CoReNetConfig):
+    """CoReNetConfig plus the choice of layout (see the module docstring).
 
-    encoder: ResNetConfig = field(default_factory=ResNetConfig)
-    resolution: int = 128
-    num_classes: int = 2
-    latent_channels: int = 512
-    channels: tuple[int, ...] = (256, 128, 64, 32, 16, 16)
-    skip_fraction: float = 0.5
-    skip_final: bool = False
-    input_size: int = 256
-    position_channels: bool = False
+    layout: "uniform" or "corenet". With "corenet", `channels` has one entry per grid 4, 8, 16,
+    32, 64 (5 entries), every grid after the first gets a skip, and the last transposed conv
+    upsamples by last_upscale_factor (1 or 2) to `resolution` = 64 * last_upscale_factor; the
+    encoder must be ResNet-50 (CORENET_ENCODER). Raises ValueError on any other combination.
+    """
+
+    layout: str = "corenet"
+    last_upscale_factor: int = 2
 
     def __post_init__(self):
-        steps = math.log2(self.resolution / INITIAL_GRID)
-        if self.resolution < 8 or steps != int(steps):
-            raise ValueError(f"native resolution must be 4 * 2^n >= 8, got {self.resolution}")
-        if len(self.channels) != int(steps) + 1:
-            raise ValueError(
-                f"decoder channels need one entry per grid 4..{self.resolution} "
-                f"({int(steps) + 1}), got {len(self.channels)}"
-            )
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.layout == "uniform":
+            if self.last_upscale_factor != 1:
+                raise ValueError("last_upscale_factor is an option of the corenet layout only")
+            super().__post_init__()
+            return
         if self.num_classes < 2:
             raise ValueError("num_classes must be at least 2 (void + one class)")
+        if len(self.channels) != len(CORENET_CHANNELS):
+            raise ValueError(f"the corenet layout needs {len(CORENET_CHANNELS)} channel entries (grids 4..64), got {len(self.channels)}")
+        if self.last_upscale_factor not in (1, 2):
+            raise ValueError(f"last_upscale_factor must be 1 or 2, got {self.last_upscale_factor}")
+        if self.resolution != self.grids[-1] * self.last_upscale_factor:
+            raise ValueError(f"the corenet layout with last_upscale_factor {self.last_upscale_factor} has native "
+                             f"resolution {self.grids[-1] * self.last_upscale_factor}, got {self.resolution}")
+        if self.encoder != CORENET_ENCODER:
+            raise ValueError("the corenet layout needs the ResNet-50 encoder (bottleneck, 3-4-6-3, widths 64..512)")
+        if self.skip_final or self.position_channels or not self.skip_fraction > 0:
+            raise ValueError("the corenet layout has no final skip, no position channels and skip_fraction > 0")
 
-    @property
-    def grids(self) -> tuple[int, ...]:
-        return tuple(INITIAL_GRID * 2**i for i in range(len(self.channels)))
 
-    @property
-    def skip_grids(self) -> tuple[int, ...]:
-        """Grids that receive a skip, finest last; at most one per encoder stage."""
-        candidates = self.grids if self.skip_final else self.grids[:-1]
-        return candidates[-4:]
+def corenet_release_config(resolution: int, num_classes: int, latent_channels: int, skip_fraction: float,
+                           last_upscale_factor: int, input_size: int = 256) -> CoReNetLayoutConfig:
+    """The released network for an original DecoderConfig (cubic `resolution`)."""
+    return CoReNetLayoutConfig(
+        encoder=CORENET_ENCODER, resolution=resolution, num_classes=num_classes, latent_channels=latent_channels,
+        channels=CORENET_CHANNELS, skip_fraction=skip_fraction, input_size=input_size,
+        layout="corenet", last_upscale_factor=last_upscale_factor,
+    )
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "CoReNetConfig":
-        data = dict(data)
-        encoder = data.pop("encoder", {})
-        encoder = ResNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in encoder.items()})
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(encoder=encoder, **data)
+def skip_sources(config: CoReNetConfig) -> dict[int, int]:
+    """{skipped grid: encoder stage it samples (0: stride 4 ... 3: stride 32)}.
+
+    The uniform layout hands its finest skipped grid the coarsest (stride-32) features, and so
+    on (kept as it is: the small scale's trained behaviour depends on it); the corenet layout
+    does the reverse, as the original: 8^3 <- stride 32, 16^3 <- 16, 32^3 <- 8, 64^3 <- 4."""
+    if layout_of(config) == "corenet":
+        return {g: 3 - i for i, g in enumerate(config.grids[1:])}
+    return {g: 3 - i for i, g in enumerate(reversed(config.skip_grids))}
 
 
 def _norm_act(channels: int) -> list[nn.Module]:
     return [nn.BatchNorm3d(channels), nn.ReLU(inplace=True)]
 
 
+def norm3d(kind: str, channels: int) -> nn.Module:
+    """The decoder's normalization layer ("batch" or "batch_renorm") over C channels."""
+    return nn.BatchNorm3d(channels) if kind == "batch" else BatchRenorm(channels, eps=1e-3)
+
+
+def _relu_norm(kind: str, channels: int) -> list[nn.Module]:
+    """The original's order: ReLU first, then the normalization."""
+    return [nn.ReLU(), norm3d(kind, channels)]
+
+
 class CoReNet(nn.Module):
-    """image [B, 3, S, S] in [0, 1], camera_transform [B, 4, 4], offset [B, 3] -> logits
-    [B, num_classes, R, R, R] indexed [z, y, x]."""
+    """The network: image, camera, offset -> per-voxel class logits.
+
+    image: [B, 3, S, S] RGB in [0, 1] (or uint8 with the encoder's "corenet" preprocessing);
+    camera_transform: [B, 4, 4] reconstruction space (the unit cube) -> clip space;
+    offset: [B, 3] (x, y, z) sample position inside each voxel, in cells (0.5: centres).
+    Returns logits [B, num_classes, R, R, R] indexed [z, y, x] (channel 0: void / empty).
+    """
 
     def __init__(self, config: CoReNetConfig):
         super().__init__()
         self.config = config
-        self.encoder = ResNetEncoder(config.encoder)
-        enc_channels = config.encoder.out_channels
-        c0 = config.channels[0]
-        self.latent = nn.Linear(enc_channels[-1], config.latent_channels)
-        self.initial = nn.ConvTranspose3d(config.latent_channels + 3, c0, INITIAL_GRID, stride=INITIAL_GRID)
-        # encoder stage per skipped grid: the finest skipped grid samples the stride-4 features
-        skip_stage = {g: 3 - i for i, g in enumerate(reversed(config.skip_grids))}
-        self.skips = nn.ModuleDict()
-        self.blocks = nn.ModuleList()
-        for index, (grid, width) in enumerate(zip(config.grids, config.channels)):
-            in_ch = width
-            if grid in skip_stage:
-                skip_ch = max(1, round(width * config.skip_fraction))
-                self.skips[str(grid)] = RayTracedSkip(enc_channels[skip_stage[grid]], skip_ch, grid)
-                in_ch += skip_ch + (3 if config.position_channels else 0)
-            layers = [*_norm_act(in_ch), nn.Conv3d(in_ch, width, 3, padding=1), *_norm_act(width)]
-            if index + 1 < len(config.grids):
-                layers.append(nn.ConvTranspose3d(width, config.channels[index + 1], 4, stride=2, padding=1))
-            else:
-                layers.append(nn.Conv3d(width, config.num_classes, 1))
-            self.blocks.append(nn.Sequential(*layers))
-        self._skip_stage = skip_stage
+        corenet = layout_of(config) == "corenet"
+        self.encoder = ResNetEncoder(config.encoder, CORENET_STYLE if corenet else OWN_STYLE)
+        self.latent = nn.Linear(config.encoder.out_channels[-1], config.latent_channels)
+        self._skip_stage = skip_sources(config)
+        if corenet:
+            self._build_corenet_decoder(config)
+        else:
+            self._build_uniform_decoder(config)
         # channels-last 3D layout: 2-3x faster 3D convolutions with oneDNN on CPU, and the
         # layout cuDNN prefers for bf16 on GPU
         for module in self.modules():
             if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
                 module.to(memory_format=CHANNELS_LAST)
 
+    def _skip(self, config: CoReNetConfig, grid: int, width: int, arithmetic: str) -> int:
+        """Register the skip of `grid` (main width `width`); returns its channel count."""
+        enc_channels = config.encoder.out_channels
+        if arithmetic == "corenet":
+            skip_ch = round(width * config.skip_fraction)
+        else:
+            skip_ch = max(1, round(width * config.skip_fraction))
+        self.skips[str(grid)] = RayTracedSkip(enc_channels[self._skip_stage[grid]], skip_ch, grid, arithmetic)
+        return skip_ch
+
+    def _build_uniform_decoder(self, config: CoReNetConfig) -> None:
+        c0 = config.channels[0]
+        self.initial = nn.ConvTranspose3d(config.latent_channels + 3, c0, INITIAL_GRID, stride=INITIAL_GRID)
+        skip_stage = self._skip_stage
+        self.skips = nn.ModuleDict()
+        self.blocks = nn.ModuleList()
+        for index, (grid, width) in enumerate(zip(config.grids, config.channels)):
+            in_ch = width
+            if grid in skip_stage:
+                in_ch += self._skip(config, grid, width, "floor") + (3 if config.position_channels else 0)
+            layers = [*_norm_act(in_ch), nn.Conv3d(in_ch, width, 3, padding=1), *_norm_act(width)]
+            if index + 1 < len(config.grids):
+                layers.append(nn.ConvTranspose3d(width, config.channels[index + 1], 4, stride=2, padding=1))
+            else:
+                layers.append(nn.Conv3d(width, config.num_classes, 1))
+            self.blocks.append(nn.Sequential(*layers))
+
+    def _build_corenet_decoder(self, config: CoReNetConfig) -> None:
+        norm, latent = "batch_renorm", config.latent_channels + 3
+        self.initial = nn.Sequential(
+            *_relu_norm(norm, latent), nn.ConvTranspose3d(latent, config.channels[0], INITIAL_GRID, stride=INITIAL_GRID)
+        )
+        self.blocks = nn.ModuleList()
+        self.skips = nn.ModuleDict()
+        for index, (grid, width) in enumerate(zip(config.grids, config.channels)):
+            in_ch = width
+            if grid in self._skip_stage:
+                in_ch += self._skip(config, grid, width, "corenet")
+            last = index + 1 == len(config.grids)
+            out_ch = config.num_classes if last else config.channels[index + 1]
+            stride = last_upscale_factor(config) if last else 2
+            if index == 0:
+                conv = nn.Conv3d(in_ch, width, 3, padding=1)
+                up = nn.ConvTranspose3d(width, out_ch, 3, stride=stride, padding=1, output_padding=stride - 1)
+            else:
+                conv = nn.Conv3d(in_ch, width, 5, padding=2)
+                up = nn.ConvTranspose3d(width, out_ch, 7, stride=stride, padding=3, output_padding=stride - 1)
+            self.blocks.append(nn.Sequential(*_relu_norm(norm, in_ch), conv, *_relu_norm(norm, width), up))
+
     def encode(self, image: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """image -> ([stage features at strides 4, 8, 16, 32], pooled [B, C])."""
         return self.encoder(image)
 
     def decode(self, encoded, camera_transform: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """Encoder output, camera [B, 4, 4], offset [B, 3] -> logits [B, C, R, R, R] ([z, y, x])."""
         features, pooled = encoded
         x = torch.cat([self.latent(pooled), offset.to(pooled.dtype)], 1)
         x = self.initial(x[:, :, None, None, None]).contiguous(memory_format=CHANNELS_LAST)
