@@ -105,6 +105,7 @@ SCANS = TableSpec(
             ("keyframes", pyarrow.int64()),
             ("skipped_nonfinite_pose", pyarrow.int64()),
             ("skipped_empty_depth", pyarrow.int64()),
+            ("skipped_unreadable", pyarrow.int64()),
             ("mesh_path", pyarrow.string()),
             *[(b, pyarrow.float64()) for b in BOUNDS],
         ]
@@ -117,6 +118,7 @@ SCANS = TableSpec(
             "keyframes": pa.Column("int64", pa.Check.ge(1)),
             "skipped_nonfinite_pose": pa.Column("int64", pa.Check.ge(0)),
             "skipped_empty_depth": pa.Column("int64", pa.Check.ge(0)),
+            "skipped_unreadable": pa.Column("int64", pa.Check.ge(0)),
             "mesh_path": pa.Column(str, pa.Check.str_length(min_value=1)),
             **{b: pa.Column("float64", pa.Check(np.isfinite, name="finite")) for b in BOUNDS},
         },
@@ -126,7 +128,7 @@ SCANS = TableSpec(
     ),
     doc="One row per converted scan. frames/keyframes: rows kept in FRAMES / of them keyframes; "
     "skipped_*: frames left out (a pose with a non-finite entry; a depth image with no valid "
-    "pixel); mesh_path: the scan's <scene>_vh_clean_2.ply as found (absolute); min_*/max_*: "
+    "pixel; a missing colour, depth or pose file, or one that does not parse); mesh_path: the scan's <scene>_vh_clean_2.ply as found (absolute); min_*/max_*: "
     "bounds of the observed space in world metres, the 0.5 % / 99.5 % quantiles per axis of the "
     "back-projected valid depth pixels of the kept frames (Atlas prepare_data.py's rule, without "
     "its 1.5 m margin: add it where a volume is allocated).",
@@ -208,7 +210,7 @@ def decode_depth_mm(png: bytes, where: str = "depth") -> np.ndarray:
     """16-bit PNG bytes -> uint16 [H, W] millimetres. Raises StageError if not a 16-bit PNG."""
     try:
         with Image.open(io.BytesIO(png)) as image:
-            if image.mode not in ("I;16", "I;16B", "I", "L"):
+            if image.mode not in ("I;16", "I;16B", "I"):
                 raise StageError(f"{where}: depth PNG has mode {image.mode}, expected 16-bit grayscale")
             array = np.array(image)
     except (OSError, SyntaxError, ValueError) as err:
