@@ -3,8 +3,9 @@ released scene files.
 
     python -m stages.make_scenes synthetic --meshes MESHES_DIR --dataset pairs --objects 2 \\
         --count train=800 val=100 test=100 --shard-size 250 --seed 0 --out SCENES_DIR
-    python -m stages.make_scenes import-corenet --npz-dir DIR --dataset pairs --split test \\
-        --shard-size 250 --out SCENES_DIR --renders RENDERS_DIR
+    python -m stages.make_scenes import-corenet --dataset-json DATA/pairs.test/dataset.json \\
+        --dataset pairs --split test --shard-size 250 [--shard K] --out SCENES_DIR \\
+        --renders RENDERS_DIR --quarantine QUARANTINE_DIR [--meshes MESHES_DIR]
 
 Scene i of a split depends only on (seed, dataset, split, i), so shards can be regenerated
 one by one and a larger count extends, never reshuffles, a smaller one. Objects of a scene come
@@ -14,18 +15,22 @@ from meshes of the scene's split only (see stages.splits).
 from __future__ import annotations
 
 import argparse
-import csv
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
+import pyarrow
 from tqdm import tqdm
 
 from stages.camera import corenet_camera_transform
+from stages.cli import run
+from stages.errors import StageError, one_line
 from stages.formats.corenet_npz import CorenetSceneError, image_to_png, read_corenet_scene
 from stages.scene_layout import MeshBounds, place_objects
-from stages.sharding import num_shards_for, stable_hash
+from stages.sharding import check_shard, num_shards_for, stable_hash
 from stages.splits import SplitFractions, assign_mesh_splits
 from stages.tables import (
     MESHES,
@@ -33,6 +38,7 @@ from stages.tables import (
     SCENES,
     SPLITS,
     ShardWriter,
+    TableSpec,
     pack_array,
     read_table,
     shard_path,
@@ -103,66 +109,113 @@ def write_synthetic(args: argparse.Namespace) -> None:
                 writer.write(pd.DataFrame(rows, columns=SCENES.columns))
 
 
+SCENE_QUARANTINE = TableSpec(
+    name="scene_quarantine",
+    arrow=pyarrow.schema([("entry", pyarrow.string()), ("source_path", pyarrow.string()), ("reason", pyarrow.string())]),
+    checks=pa.DataFrameSchema(
+        {"entry": pa.Column(str), "source_path": pa.Column(str), "reason": pa.Column(str, pa.Check.str_length(min_value=1))},
+        strict=True,
+    ),
+    doc="One row per scene of a released dataset json that was not imported: the json's entry, "
+    "the file it names and the reason (no such file, unreadable, refused pickle, wrong image size, "
+    "missing mesh, listed twice).",
+)
+
+
+def read_dataset_json(path: Path) -> list[str]:
+    """The scene files a released dataset json lists (`files`, relative to the json's folder,
+    e.g. "0c8/0c8066....npz"; google-research/corenet src/corenet/data/dataset.py)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StageError(f"{path}: not a readable dataset json ({one_line(err)[:120]})") from None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+        raise StageError(f"{path}: expected a mapping with a 'files' list of scene paths")
+    return files
+
+
+def _corenet_row(args: argparse.Namespace, entry: str, meshes: set | None) -> tuple[dict, list[dict]]:
+    """(scene row, render rows) of one listed scene; CorenetSceneError names the problem."""
+    path = args.dataset_json.parent / entry
+    if not path.is_file():
+        raise CorenetSceneError(f"{path}: listed in {args.dataset_json.name} but no such file")
+    scene = read_corenet_scene(path)
+    images = {"low": image_to_png(scene.opengl_image, f"{path}: opengl_image"),
+              "high": image_to_png(scene.pbrt_image, f"{path}: pbrt_image")}
+    for realism, (_, width, height) in images.items():
+        if (width, height) != (args.image_size, args.image_size):
+            raise CorenetSceneError(f"{path}: {realism}-realism image is {width}x{height}, expected "
+                                    f"{args.image_size}x{args.image_size}")
+    if meshes is not None:
+        for synset, mesh_id in zip(scene.mesh_labels, scene.mesh_filenames):
+            if (synset, mesh_id) not in meshes:
+                raise CorenetSceneError(f"{path}: mesh {synset}/{mesh_id} is not in the meshes table")
+    scene_id = f"{args.dataset}-{args.split}-{Path(entry).stem}"
+    k = len(scene.mesh_labels)
+    row = {
+        "scene_id": scene_id, "dataset": args.dataset, "split": args.split, "num_objects": k,
+        "mesh_labels": scene.mesh_labels, "mesh_ids": scene.mesh_filenames,
+        "object_to_world": pack_array(scene.mesh_object_to_world_transforms, "<f8"),
+        "view_transform": pack_array(scene.view_transform, "<f8"),
+        "camera_transform": pack_array(scene.camera_transform, "<f8"),
+        "seed": stable_hash(scene_id) % 2**62, "source": "corenet",
+    }
+    renders = [
+        {"realism": realism, "scene_id": scene_id, "width": width, "height": height, "image": png,
+         "num_objects": k, "visible_fractions": pack_array(scene.mesh_visible_fractions, "<f4")}
+        for realism, (png, width, height) in images.items()
+    ]
+    return row, renders
+
+
+def import_corenet_shard(args: argparse.Namespace, entries: list[str], shard: int, meshes: set | None) -> tuple[int, int]:
+    """Import one shard of the json's list; returns (imported, quarantined)."""
+    scenes, renders, quarantined, seen = [], [], [], set()
+    for entry in entries:
+        source = str(args.dataset_json.parent / entry)
+        if entry in seen:
+            quarantined.append({"entry": entry, "source_path": source, "reason": f"{source}: listed twice"})
+            continue
+        seen.add(entry)
+        try:
+            row, rows = _corenet_row(args, entry, meshes)
+        except CorenetSceneError as err:
+            quarantined.append({"entry": entry, "source_path": source, "reason": one_line(err)})
+            continue
+        scenes.append(row)
+        renders.extend(rows)
+    rendered = pd.DataFrame(renders, columns=RENDERS.columns)
+    with ShardWriter(shard_path(args.out, shard, args.split), SCENES) as writer:
+        writer.write(pd.DataFrame(scenes, columns=SCENES.columns))
+    for realism in ("low", "high"):
+        with ShardWriter(shard_path(args.renders / realism / args.dataset, shard, args.split), RENDERS) as writer:
+            writer.write(rendered[rendered.realism == realism].reset_index(drop=True))
+    with ShardWriter(shard_path(args.quarantine, shard, args.split), SCENE_QUARANTINE) as writer:
+        writer.write(pd.DataFrame(quarantined, columns=SCENE_QUARANTINE.columns))
+    for item in quarantined:
+        print(f"make_scenes: quarantined {item['reason']}", file=sys.stderr)
+    return len(scenes), len(quarantined)
+
+
 def import_corenet(args: argparse.Namespace) -> None:
-    files = sorted(args.npz_dir.glob("*.npz"))
-    if not files:
-        raise SystemExit(f"make_scenes: {args.npz_dir}: no .npz scene files")
-    skipped: list[tuple[str, str]] = []
-    shards = num_shards_for(len(files), args.shard_size)
-    for shard in tqdm(range(shards), desc=f"import {args.dataset}/{args.split}", unit="shard"):
-        scenes, renders = [], []
-        for path in files[shard * args.shard_size : (shard + 1) * args.shard_size]:
-            try:
-                scene = read_corenet_scene(path)
-                images = {
-                    "low": image_to_png(scene.opengl_image, f"{path}: opengl_image"),
-                    "high": image_to_png(scene.pbrt_image, f"{path}: pbrt_image"),
-                }
-            except CorenetSceneError as err:
-                skipped.append((str(path), str(err)))
-                continue
-            scene_id = f"{args.dataset}-{args.split}-{Path(scene.scene_filename).stem or path.stem}"
-            k = len(scene.mesh_labels)
-            scenes.append(
-                {
-                    "scene_id": scene_id,
-                    "dataset": args.dataset,
-                    "split": args.split,
-                    "num_objects": k,
-                    "mesh_labels": scene.mesh_labels,
-                    "mesh_ids": scene.mesh_filenames,
-                    "object_to_world": pack_array(scene.mesh_object_to_world_transforms, "<f8"),
-                    "view_transform": pack_array(scene.view_transform, "<f8"),
-                    "camera_transform": pack_array(scene.camera_transform, "<f8"),
-                    "seed": stable_hash(scene_id) % 2**62,
-                    "source": "corenet",
-                }
-            )
-            for realism, (png, width, height) in images.items():
-                renders.append(
-                    {
-                        "realism": realism,
-                        "scene_id": scene_id,
-                        "width": width,
-                        "height": height,
-                        "image": png,
-                        "num_objects": k,
-                        "visible_fractions": pack_array(scene.mesh_visible_fractions, "<f4"),
-                    }
-                )
-        rendered = pd.DataFrame(renders, columns=RENDERS.columns)
-        with ShardWriter(shard_path(args.out, shard, args.split), SCENES) as writer:
-            writer.write(pd.DataFrame(scenes, columns=SCENES.columns))
-        for realism in ("low", "high"):
-            out = shard_path(args.renders / realism / args.dataset, shard, args.split)
-            with ShardWriter(out, RENDERS) as writer:
-                writer.write(rendered[rendered.realism == realism].reset_index(drop=True))
-    report = args.out / f"{args.split}-skipped.csv"
-    with open(report, "w", newline="") as handle:
-        csv.writer(handle).writerows([("file", "reason"), *skipped])
-    for path, reason in skipped:
-        print(f"make_scenes: skipped {reason}", file=sys.stderr)
-    print(f"make_scenes: imported {len(files) - len(skipped)} scenes, skipped {len(skipped)} (see {report})", file=sys.stderr)
+    """Import the scenes a released dataset json lists, shard by shard (all, or --shard)."""
+    files = read_dataset_json(args.dataset_json)
+    meshes = None
+    if args.meshes:
+        index = read_table(args.meshes, MESHES, columns=["synset", "mesh_id"])
+        meshes = set(zip(index.synset, index.mesh_id))
+    count = num_shards_for(len(files), args.shard_size)
+    shards = range(count)
+    if args.shard is not None:
+        check_shard(args.shard, count)
+        shards = [args.shard]
+    imported = quarantined = 0
+    for shard in tqdm(shards, desc=f"import {args.dataset}/{args.split}", unit="shard"):
+        entries = files[shard * args.shard_size : (shard + 1) * args.shard_size]
+        done, bad = import_corenet_shard(args, entries, shard, meshes)
+        imported, quarantined = imported + done, quarantined + bad
+    print(f"make_scenes: imported {imported} scenes, quarantined {quarantined} (see {args.quarantine})", file=sys.stderr)
 
 
 def _counts(values: list[str]) -> dict[str, int]:
@@ -191,13 +244,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     syn.add_argument("--val-fraction", type=float, default=0.1, help="meshes per class for validation (0.1)")
     syn.add_argument("--out", type=Path, required=True, help="scenes table folder for this dataset")
 
-    imp = sub.add_parser("import-corenet", help="import CoReNet's released .npz scene files")
-    imp.add_argument("--npz-dir", type=Path, required=True, help="folder of CoReNet .npz scenes")
+    imp = sub.add_parser("import-corenet", help="import the scenes a released CoReNet dataset json lists")
+    imp.add_argument("--dataset-json", type=Path, required=True,
+                     help="the release's dataset json (e.g. pairs.test/dataset.json); its 'files' are read")
     imp.add_argument("--dataset", required=True, help="dataset name for the imported scenes")
     imp.add_argument("--split", required=True, choices=SPLITS)
     imp.add_argument("--shard-size", type=int, default=250, help="scenes per shard (default 250)")
+    imp.add_argument("--shard", type=int, default=None, help="import only this shard of the json's list (default: all)")
     imp.add_argument("--out", type=Path, required=True, help="scenes table folder for this dataset")
     imp.add_argument("--renders", type=Path, required=True, help="renders table root (REALISM/DATASET/ below it)")
+    imp.add_argument("--quarantine", type=Path, required=True, help="scene quarantine table folder (SPLIT/ below it)")
+    imp.add_argument("--meshes", type=Path, nargs="*", default=None,
+                     help="meshes table folder(s): scenes naming a mesh not in it are quarantined")
+    imp.add_argument("--image-size", type=int, default=256, help="required image side in pixels (256)")
     args = parser.parse_args(argv)
     if getattr(args, "count", None) is not None:
         try:
@@ -220,4 +279,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -1,4 +1,5 @@
 import io
+import json
 import math
 
 import numpy as np
@@ -10,7 +11,8 @@ from PIL import Image
 
 from stages import make_scenes
 from stages.camera import corenet_camera_transform, image_to_pixel, transform_points
-from stages.formats.corenet_npz import CorenetSceneError, read_corenet_scene
+from stages.formats.corenet_npz import CorenetSceneError, image_to_png, read_corenet_scene
+from stages.make_scenes import SCENE_QUARANTINE
 from stages.scene_layout import FLOOR_Y, MARGIN, MeshBounds, place_objects, world_bounds
 from stages.splits import SplitFractions, assign_mesh_splits
 from stages.tables import MESHES, RENDERS, SCENES, read_table, unpack_array
@@ -90,14 +92,26 @@ def test_make_scenes_no_test_mesh_in_training(tmp_path, mesh_table):
                                   read_table(out / "train" / "shard-00001.parquet", SCENES))
 
 
-def _webp(color, size=(8, 6)) -> bytes:
+def _webp(color, size=(256, 256)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, format="WEBP", lossless=True)
     return out.getvalue()
 
 
+def _webp_ending_in_zero() -> bytes:
+    """A lossy WebP whose last byte is 0x00 (RIFF pads an odd-sized VP8 chunk with a zero)."""
+    rng = np.random.default_rng(0)
+    for quality in range(50, 100):
+        out = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(out, format="WEBP", quality=quality)
+        if out.getvalue().endswith(b"\x00"):
+            return out.getvalue()
+    raise AssertionError("no lossy WebP ending in 0x00 found")
+
+
 def write_corenet_npz(path, k=2, **overrides):
     """A scene file in the layout CoReNet released (fields and dtypes as documented)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fields = dict(
         scene_filename=np.array(path.stem.encode()),
         mesh_labels=np.array(["03001627", "04379243"][:k]),
@@ -113,30 +127,84 @@ def write_corenet_npz(path, k=2, **overrides):
     np.savez(path, **fields)
 
 
-def test_import_corenet_scenes(tmp_path):
-    src = tmp_path / "npz"
-    src.mkdir()
-    write_corenet_npz(src / "scene_a.npz")
-    write_corenet_npz(src / "scene_b.npz", k=1)
-    write_corenet_npz(src / "scene_c.npz", view_transform=np.zeros((4, 4)))
-    (src / "scene_d.npz").write_bytes(b"not a zip")
-    scene = read_corenet_scene(src / "scene_a.npz")
+class _RunsCommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_image_bytes_ending_in_zero_are_kept(tmp_path):
+    encoded = _webp_ending_in_zero()
+    # the bug this guards against: NumPy strips trailing NULs from a bytes scalar
+    assert np.array(encoded).item() != encoded
+    for name, value in (("s", np.array(encoded)), ("o", np.array(encoded, dtype=object))):
+        write_corenet_npz(tmp_path / f"{name}.npz", opengl_image=value, pbrt_image=value)
+        scene = read_corenet_scene(tmp_path / f"{name}.npz")
+        assert scene.opengl_image == encoded and scene.pbrt_image == encoded
+        png, width, height = image_to_png(scene.opengl_image, "x")
+        assert np.array_equal(np.array(Image.open(io.BytesIO(png))), np.array(Image.open(io.BytesIO(encoded)).convert("RGB")))
+
+
+def test_a_pickle_that_runs_a_command_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    write_corenet_npz(tmp_path / "evil.npz", pbrt_image=np.array([_RunsCommand(marker)], dtype=object).reshape(()))
+    with pytest.raises(CorenetSceneError, match="evil.npz: field pbrt_image: refused pickled object: pickle references posix.system"):
+        read_corenet_scene(tmp_path / "evil.npz")
+    assert not marker.exists()
+
+
+def test_import_corenet_scenes(tmp_path, mesh_table):
+    meshes = read_table(mesh_table, MESHES, columns=["synset", "mesh_id"])
+    known = (str(meshes.synset[0]), str(meshes.mesh_id[0]))
+    root = tmp_path / "pairs.test"
+    entries = [f"{name[:3]}/{name}.npz" for name in ("0c8aa", "1b2bb", "2c3cc", "3d4dd", "4e5ee", "5f6ff", "6a7gg")]
+    write_corenet_npz(root / entries[0], k=1, mesh_labels=np.array([known[0]]), mesh_filenames=np.array([known[1]]))
+    write_corenet_npz(root / entries[1])
+    write_corenet_npz(root / entries[2], view_transform=np.zeros((4, 4)))
+    (root / entries[3]).parent.mkdir()
+    (root / entries[3]).write_bytes(b"not a zip")
+    # entries[4] has no file
+    write_corenet_npz(root / entries[5], pbrt_image=np.array([_RunsCommand(tmp_path / "ran")], dtype=object).reshape(()))
+    write_corenet_npz(root / entries[6], opengl_image=np.array(_webp((1, 2, 3), size=(128, 128))))
+    dataset_json = root / "dataset.json"
+    dataset_json.write_text(json.dumps({"classes": [{"id": "03001627", "human_readable": "chair"}],
+                                        "files": entries + [entries[1]]}))
+    scene = read_corenet_scene(root / entries[1])
     assert scene.mesh_labels == ["03001627", "04379243"] and scene.mesh_filenames == ["1a2b", "3c4d"]
     np.testing.assert_allclose(scene.mesh_object_to_world_transforms[1], np.eye(4) * 2)
-    with pytest.raises(CorenetSceneError, match="scene_c.npz: view_transform is not an invertible"):
-        read_corenet_scene(src / "scene_c.npz")
 
-    out, renders = tmp_path / "scenes", tmp_path / "renders"
-    _run(["import-corenet", "--npz-dir", str(src), "--dataset", "pairs", "--split", "test",
-          "--shard-size", "10", "--out", str(out), "--renders", str(renders)])
+    out, renders, quarantine = tmp_path / "scenes", tmp_path / "renders", tmp_path / "quarantine"
+    common = ["import-corenet", "--dataset-json", str(dataset_json), "--dataset", "pairs", "--split", "test",
+              "--out", str(out), "--renders", str(renders), "--quarantine", str(quarantine)]
+    _run([*common, "--shard-size", "10"])
     scenes = read_table(out, SCENES)
-    assert list(scenes.scene_id) == ["pairs-test-scene_a", "pairs-test-scene_b"]
-    assert list(scenes.num_objects) == [2, 1] and set(scenes.source) == {"corenet"}
+    assert list(scenes.scene_id) == ["pairs-test-0c8aa", "pairs-test-1b2bb"]
+    assert list(scenes.num_objects) == [1, 2] and set(scenes.source) == {"corenet"}
     low = read_table(renders / "low" / "pairs", RENDERS)
     high = read_table(renders / "high" / "pairs", RENDERS)
-    pixel = np.array(Image.open(io.BytesIO(low.image[0])))[0, 0]
-    assert tuple(pixel) == (200, 10, 10) and (low.width[0], low.height[0]) == (8, 6)
+    assert tuple(np.array(Image.open(io.BytesIO(low.image[0])))[0, 0]) == (200, 10, 10)
+    assert (low.width[0], low.height[0]) == (256, 256)
     assert tuple(np.array(Image.open(io.BytesIO(high.image[1])))[2, 3]) == (10, 200, 10)
-    np.testing.assert_allclose(unpack_array(low.visible_fractions[0], "<f4", (-1,)), [0.9, 0.4])
-    skipped = (out / "test-skipped.csv").read_text().splitlines()
-    assert len(skipped) == 3 and "scene_c.npz: view_transform" in skipped[1] and "scene_d.npz: unreadable npz" in skipped[2]
+    np.testing.assert_allclose(unpack_array(low.visible_fractions[1], "<f4", (-1,)), [0.9, 0.4])
+    bad = read_table(quarantine, SCENE_QUARANTINE)
+    reasons = dict(zip(bad.entry, bad.reason))
+    assert len(bad) == 6 and not (tmp_path / "ran").exists()
+    assert "view_transform is not an invertible" in reasons[entries[2]]
+    assert "unreadable npz" in reasons[entries[3]]
+    assert "listed in dataset.json but no such file" in reasons[entries[4]]
+    assert "refused pickled object" in reasons[entries[5]]
+    assert "low-realism image is 128x128, expected 256x256" in reasons[entries[6]]
+    assert list(bad.entry).count(entries[1]) == 1 and "listed twice" in reasons[entries[1]]
+
+    # one shard alone (entries 0..2 of the json), and the meshes table check
+    _run([*common, "--shard-size", "3", "--shard", "0", "--meshes", *map(str, mesh_table)])
+    first = read_table(out / "test" / "shard-00000.parquet", SCENES)
+    assert list(first.scene_id) == ["pairs-test-0c8aa"]
+    bad = read_table(quarantine / "test" / "shard-00000.parquet", SCENE_QUARANTINE)
+    assert "mesh 03001627/1a2b is not in the meshes table" in dict(zip(bad.entry, bad.reason))[entries[1]]
+    with pytest.raises(SystemExit, match="--shard must be in"):
+        make_scenes.main([*common, "--shard-size", "3", "--shard", "3"])
