@@ -117,7 +117,7 @@ def test_same_seed_same_example_and_different_index_differs(examples):
     again = sb.render_example(5, "train", 2, 96)
     np.testing.assert_array_equal(again.image, examples[2].image)
     np.testing.assert_array_equal(again.parts, examples[2].parts)
-    assert not np.array_equal(examples[1].mask.shape, examples[2].mask.shape) or \
+    assert examples[1].mask.shape != examples[2].mask.shape or \
         not np.array_equal(examples[1].mask, examples[2].mask)
 
 
