@@ -13,7 +13,10 @@ import trimesh
 from stages.rendering.rasterizer import rasterize
 from stages.rendering.soft_rasterizer import (
     SoftRasterSettings,
+    colour_weights,
+    face_soft_centroids,
     sample_texture,
+    soft_fragments,
     soft_rasterize,
     soft_rasterize_dense,
 )
@@ -191,3 +194,28 @@ def test_bad_inputs_raise():
         soft_rasterize(vertices, ONE_FACE, torch.zeros(1, 1, 5, 3, dtype=F64), texture_type="surface")
     with pytest.raises(ValueError, match="background"):
         soft_rasterize(vertices, ONE_FACE, torch.zeros(1, 1, 3, dtype=F64), SoftRasterSettings(background=(1.0,)), "face")
+
+
+def test_colour_weights_sum_to_one_per_pixel():
+    vertices, faces, _ = random_meshes(4)
+    settings = SoftRasterSettings(image_size=16, sigma=1e-3, gamma=0.05, near=1.0, far=4.0)
+    frag = soft_fragments(vertices, faces, settings)
+    idx, weight, bg_weight = colour_weights(frag, 2, settings)
+    total = bg_weight.index_add(0, frag.pixel[idx], weight)
+    assert torch.allclose(total, torch.ones_like(total), atol=1e-12)
+
+
+def test_face_soft_centroids_and_visibility():
+    # Face 0: triangle at depth 2 whose area centroid is (0.1, -0.1); face 1: the same triangle
+    # behind it (hidden); face 2: off screen.
+    tri = torch.tensor([[-0.5, -0.5], [0.7, -0.5], [0.1, 0.7]], dtype=F64)
+    corners = [torch.cat([tri, torch.full((3, 1), z, dtype=F64)], 1) for z in (2.0, 3.0)]
+    corners.append(torch.tensor([[5.0, 5.0, 2.0], [6.0, 5.0, 2.0], [5.0, 6.0, 2.0]], dtype=F64))
+    vertices = torch.cat(corners)[None]
+    faces = torch.arange(9).view(3, 3)
+    settings = SoftRasterSettings(image_size=128, sigma=1e-6, gamma=1e-4)
+    frag = soft_fragments(vertices, faces, settings)
+    centroid, visible = face_soft_centroids(frag, 1, 3, settings)
+    assert visible[0].tolist() == [True, False, False]
+    assert centroid[0, 0].tolist() == pytest.approx([0.1, -0.1], abs=2 / 128)
+    assert centroid[0, 2].tolist() == [0.0, 0.0]

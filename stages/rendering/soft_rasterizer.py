@@ -329,6 +329,23 @@ def aggregate(
         if len(settings.background) != channels:
             raise ValueError(f"background has {len(settings.background)} values for {channels} channels")
         bg = torch.tensor(settings.background, dtype=dtype, device=device)
+    idx, weight, bg_weight = colour_weights(frag, batch, settings, face_xy)
+    colour = sample_texture(textures, texture_type, frag.face[idx], frag.bary[idx])
+    rgb = (bg_weight.unsqueeze(1) * bg).index_add(0, frag.pixel[idx], weight.unsqueeze(1) * colour)
+    out = torch.cat([rgb, alpha.unsqueeze(1)], dim=1)
+    return out.reshape(batch, s, s, channels + 1).permute(0, 3, 1, 2)
+
+
+def colour_weights(frag: Fragments, batch: int, settings: SoftRasterSettings, face_xy: torch.Tensor | None = None):
+    """SoftRas's depth softmax as normalised weights: (idx [Q] indices of the fragments that
+    take part in colour, weight [Q], background weight [B*S*S]); per pixel the weights of its
+    fragments plus its background weight sum to 1. Fragment weight D exp(z_n / gamma),
+    background exp(2 eps / gamma) (see the module docstring).
+
+    face_xy: [B*F, 3, 2] corner NDC, only needed to cull back faces when not double_side."""
+    s = settings.image_size
+    npix = batch * s * s
+    dtype, device = frag.logit.dtype, frag.logit.device
     valid = (frag.depth >= settings.near) & (frag.depth <= settings.far)
     if not settings.double_side:
         c = face_xy[frag.face]
@@ -336,7 +353,6 @@ def aggregate(
     idx = valid.nonzero().squeeze(1)
     pixel = frag.pixel[idx]
     z_norm = (settings.far - frag.depth[idx]) / (settings.far - settings.near)
-    colour = sample_texture(textures, texture_type, frag.face[idx], frag.bary[idx])
     bg_log = 2.0 * settings.eps
     # The maximum only stabilises the exponentials; the softmax does not depend on it.
     peak = torch.full((npix,), bg_log, dtype=dtype, device=device)
@@ -344,10 +360,33 @@ def aggregate(
     weight = torch.sigmoid(frag.logit[idx]) * torch.exp((z_norm - peak[pixel]) / settings.gamma)
     bg_weight = torch.exp((bg_log - peak) / settings.gamma)
     denom = bg_weight.index_add(0, pixel, weight)
-    numer = (bg_weight.unsqueeze(1) * bg).index_add(0, pixel, weight.unsqueeze(1) * colour)
-    rgb = numer / denom.unsqueeze(1)
-    out = torch.cat([rgb, alpha.unsqueeze(1)], dim=1)
-    return out.reshape(batch, s, s, channels + 1).permute(0, 3, 1, 2)
+    return idx, weight / denom[pixel], bg_weight / denom
+
+
+def face_soft_centroids(frag: Fragments, batch: int, n_faces: int, settings: SoftRasterSettings):
+    """Per face, the mean NDC position (x, y up) of the pixels it colours, weighted by its
+    softmax colour weight, and whether it is visible (nearest inside fragment at one pixel or
+    more, as SoftRas's hard mode's face index). Returns (centroid [B, F, 2], visible [B, F]
+    bool); faces that colour no pixel get (0, 0). UMR's texture cycle target (its modified
+    kernel's p2f_info, which sums unnormalised weights relative to a running maximum)."""
+    s = settings.image_size
+    idx, weight, _ = colour_weights(frag, batch, settings)
+    pixel, face = frag.pixel[idx], frag.face[idx]
+    xs, ys = pixel_centres(s, weight.dtype, weight.device)
+    local = pixel % (s * s)
+    xy = torch.stack([xs[local % s], ys[torch.div(local, s, rounding_mode="floor")]], dim=1)
+    total = weight.new_zeros(batch * n_faces).index_add(0, face, weight)
+    sums = weight.new_zeros(batch * n_faces, 2).index_add(0, face, weight.unsqueeze(1) * xy)
+    centroid = sums / total.clamp_min(1e-12).unsqueeze(1)
+    with torch.no_grad():
+        inside = (frag.logit[idx] > 0).nonzero().squeeze(1)
+        depth = frag.depth[idx][inside]
+        nearest = torch.full((batch * s * s,), float("inf"), dtype=depth.dtype, device=depth.device)
+        nearest = nearest.scatter_reduce(0, pixel[inside], depth, "amin", include_self=True)
+        winners = face[inside][depth == nearest[pixel[inside]]]
+        visible = torch.zeros(batch * n_faces, dtype=torch.bool, device=depth.device)
+        visible[winners] = True
+    return centroid.view(batch, n_faces, 2), visible.view(batch, n_faces)
 
 
 def soft_rasterize_dense(
