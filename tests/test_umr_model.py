@@ -197,3 +197,175 @@ def test_load_resnet18_weights_from_a_local_torchvision_style_file(tmp_path):
     torch.save(state, path)
     with pytest.raises(ValueError, match="resnet18.pth"):
         load_resnet18_weights(ResNetEncoder(config), path)
+
+
+# --------------------------------------------------------------------------- losses
+
+from stages.models.umr_losses import (  # noqa: E402
+    MeshSmoothness,
+    cycle_targets,
+    deform_loss,
+    hypothesis_entropy,
+    mask_loss,
+    part_centres,
+    part_face_textures,
+    part_map_loss,
+    render_hypotheses,
+    texture_cycle_loss,
+    texture_l1_loss,
+    vertex_chamfer_loss,
+)
+from stages.rendering.soft_rasterizer import SoftRasterSettings  # noqa: E402
+
+D64 = torch.float64
+IDENTITY_CAM = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_mask_loss_by_hand():
+    g = torch.zeros(1, 4, 4, dtype=D64)
+    g[0, :2] = 1  # 8 pixels
+    sil = torch.stack([torch.ones(4, 4, dtype=D64), g[0]])[None]  # IoU 8/16, and IoU ~1
+    probs = torch.tensor([[0.25, 0.75]], dtype=D64)
+    expected = 0.25 * (1 - 8 / (16 + 1e-6)) + 0.75 * (1 - 8 / (8 + 1e-6))
+    assert mask_loss(sil, g, probs).item() == pytest.approx(expected, abs=1e-15)
+    assert expected == pytest.approx(0.125, abs=1e-6)
+
+
+TETRA_V = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]], dtype=D64)
+TETRA_F = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]])
+
+
+def test_laplacian_by_hand():
+    # |v - mean(others)|^2: 1/3 for the origin, 1 + 2/9 for each of the other three -> 4.
+    assert MeshSmoothness(TETRA_F, 4).laplacian(TETRA_V).item() == pytest.approx(4.0, abs=1e-12)
+
+
+def test_flatten_by_hand():
+    # Regular tetrahedron: every dihedral angle has cos 1/3 -> 6 edges x (1/3 + 1)^2 = 32/3.
+    regular = torch.tensor([[[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]], dtype=D64)
+    assert MeshSmoothness(TETRA_F, 4).flatten(regular).item() == pytest.approx(32 / 3, abs=1e-4)
+    # Two triangles on edge (0, 1): flat -> 0; folded at 90 degrees -> 1 (open edges skipped).
+    faces = np.array([[0, 1, 2], [1, 0, 3]])
+    flat = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0.5, 1, 0], [0.5, -1, 0]]], dtype=D64)
+    folded = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0.5, 1, 0], [0.5, 0, 1]]], dtype=D64)
+    smooth = MeshSmoothness(faces, 4)
+    assert smooth.flatten(flat).item() == pytest.approx(0.0, abs=1e-5)
+    assert smooth.flatten(folded).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_deform_loss_by_hand():
+    delta = torch.tensor([[[3.0, 4, 0], [0, 0, 1]]], dtype=D64)
+    assert deform_loss(delta).item() == pytest.approx(3.0)
+
+
+def test_texture_l1_loss_by_hand():
+    rendered = torch.tensor([[[[[1.0, 0.0], [0.5, 0.5]]], [[[0.0, 0.0], [0.0, 0.0]]]]], dtype=D64)  # B1 K2 C1 2x2
+    alpha = torch.tensor([[[[1.0, 1.0], [1.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]]], dtype=D64)
+    image = torch.tensor([[[[1.0, 1.0], [1.0, 1.0]]]], dtype=D64)
+    mask = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]], dtype=D64)
+    probs = torch.tensor([[0.5, 0.5]], dtype=D64)
+    # k0: |1-1| + |0-0| + |0.5-1| + |0-1| = 1.5 -> /4; k1: 0 + 0 + 1 + 1 = 3 -> /4.
+    assert texture_l1_loss(rendered, alpha, image, mask, probs).item() == pytest.approx(0.5 * 1.5 / 4 + 0.5 * 3 / 4)
+
+
+def test_texture_cycle_loss_by_hand():
+    flow = torch.tensor([[[[0.2, 0.4], [0.4, 0.0]], [[0.9, 0.9], [0.9, 0.9]]]], dtype=D64)  # B1 F2 T*T=2
+    centroids = torch.tensor([[[0.1, 0.2], [0.0, 0.0]]], dtype=D64)
+    visible = torch.tensor([[True, False]])
+    # Face 0: mean flow (0.3, 0.2) vs (0.1, 0.2) -> 0.04; face 1 masked; mean over 4 -> 0.01.
+    assert texture_cycle_loss(flow, centroids, visible).item() == pytest.approx(0.01)
+
+
+def test_cycle_targets_are_in_image_coordinates():
+    # A triangle at image y > 0 (lower half) under the identity camera keeps its sign.
+    vertices = torch.tensor([[[-0.3, 0.2, 0.0], [0.3, 0.2, 0.0], [0.0, 0.6, 0.0]]], dtype=D64)
+    cam = torch.tensor([IDENTITY_CAM], dtype=D64)
+    centroid, visible = cycle_targets(vertices, torch.tensor([[0, 1, 2]]), cam, SoftRasterSettings(image_size=64, sigma=1e-6))
+    assert visible.tolist() == [[True]]
+    assert centroid[0, 0].tolist() == pytest.approx([0.0, (0.2 + 0.2 + 0.6) / 3], abs=2 / 64)
+
+
+def test_render_hypotheses_puts_image_y_down():
+    t = symmetric_icosphere(2)
+    vertices = torch.tensor(t.vertices, dtype=D64)[None] * 0.3
+    cams = torch.tensor([[IDENTITY_CAM[:2] + [0.5] + IDENTITY_CAM[3:], IDENTITY_CAM[:2] + [-0.5] + IDENTITY_CAM[3:]]], dtype=D64)
+    image = render_hypotheses(vertices, torch.tensor(t.faces), cams, SoftRasterSettings(image_size=32, sigma=1e-5))
+    assert image.shape == (1, 2, 1, 32, 32)
+    alpha = image[0, :, 0]
+    # ty = +0.5 is below the centre (rows 16..31), ty = -0.5 above it.
+    assert alpha[0, 16:].sum() > 50 * alpha[0, :16].sum()
+    assert alpha[1, :16].sum() > 50 * alpha[1, 16:].sum()
+    # The silhouette of a 0.3-radius disc: area pi 0.3^2 in NDC = pi 0.09 (32/2)^2 pixels.
+    assert alpha[0].sum().item() == pytest.approx(math.pi * 0.09 * 256, rel=0.05)
+
+
+def test_hypothesis_entropy_by_hand():
+    probs = torch.tensor([[0.5, 0.5], [1.0, 0.0]], dtype=D64)
+    expected = (-2 * 0.5 * math.log(0.5 + 1e-9) - math.log(1 + 1e-9)) / 2
+    assert hypothesis_entropy(probs).item() == pytest.approx(expected, abs=1e-15)
+
+
+def test_part_centres_by_hand():
+    maps = torch.zeros(1, 1, 2, 2, dtype=D64)
+    maps[0, 0, 0, 0] = 1.0
+    total = 1 + 4e-3
+    # Column/row coordinates -1 and 0; mass (1.001) at (-1, -1), 0.001 at the three others.
+    x = (-1.001 - 0.001) / total
+    assert part_centres(maps)[0, 0].tolist() == pytest.approx([x, x], abs=1e-15)
+
+
+def test_part_map_loss_by_hand():
+    rendered = torch.zeros(1, 4, 2, 2, dtype=D64)
+    rendered[0, 0, 0, 0] = 1.0  # head rendered at the top-left pixel
+    parts = torch.zeros(1, 5, 2, 2, dtype=D64)
+    parts[0, 1, 1, 1] = 1.0  # SCOPS head at the bottom-right pixel
+    proj = torch.cat([torch.full((1, 1, 2, 2), 0.1, dtype=D64), rendered], 1)
+    # Independent evaluation of each term with numpy.
+    def centres(m):
+        e = np.exp(m.numpy()[0])
+        soft = e / e.sum(0)
+        pdf = soft[1:] + 1e-3
+        pdf /= pdf.sum((1, 2), keepdims=True)
+        coords = np.array([-1.0, 0.0])
+        return np.stack([(pdf * coords[None, None, :]).sum((1, 2)), (pdf * coords[None, :, None]).sum((1, 2))], 1)
+
+    centre_term = ((centres(proj) - centres(parts)) ** 2).mean()
+    # Normalised maps: proj channel 1 and parts channel 1 are one-hot at different pixels
+    # (weight 5): 2 pixels x 1^2 x 5; proj background 0.1/0.1 = 1 vs 0 (weight 0); others 0.
+    map_term = 2 * 5.0 / (5 * 2 * 2)
+    assert part_map_loss(rendered, parts).item() == pytest.approx((map_term + centre_term) / 4, abs=1e-12)
+
+
+def test_part_face_textures_round_labels_and_mirror():
+    t = symmetric_icosphere(2)
+    sampler = torch.tensor(uv_sampler(t, 2))
+    labels = torch.zeros(8, 16, dtype=D64)
+    labels[:, 8:] = 3.0  # right half of the UV map (u > 0) is part 3
+    onehot = part_face_textures(labels, sampler, t.n_indept_faces)
+    assert onehot.shape == (320, 4, 5)
+    assert torch.all(onehot.sum(-1) == 1)
+    u = sampler[..., 0]
+    expected = torch.where(u > 1 / 15, 3, torch.where(u < -1 / 15, 0, -1))  # away from the blend
+    got = onehot[: t.n_textured_faces].argmax(-1)
+    sure = expected >= 0
+    assert torch.equal(got[sure], expected[sure])
+    assert torch.equal(onehot[t.n_textured_faces :], onehot[t.n_indept_faces : t.n_textured_faces])
+
+
+def test_vertex_chamfer_loss_by_hand():
+    template = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.5, 0.0], [0.3, 0.3, 0.0]], dtype=D64)
+    parts = [torch.tensor([0, 1]), torch.tensor([2]), torch.tensor([3])]
+    points = [
+        torch.tensor([[[0.1, 0.0], [0.5, 0.2]]], dtype=D64),
+        torch.tensor([[[0.0, 0.0]]], dtype=D64),
+        torch.tensor([[[-1.0, -1.0]]], dtype=D64),
+    ]
+    shifted = IDENTITY_CAM[:1] + [0.1, 0.0] + IDENTITY_CAM[3:]
+    cams = torch.tensor([[IDENTITY_CAM, shifted]], dtype=D64)
+    probs = torch.tensor([[0.75, 0.25]], dtype=D64)
+    weights = (1.0, 1.0, 0.0)
+    # Identity: vertex 0 -> 0.01, vertex 1 -> 0.04, vertex 2 -> 0.25, vertex 3 weight 0; /4.
+    # Shifted by x + 0.1: (0.1, 0) -> 0; (0.6, 0) -> 0.01 + 0.04 = 0.05; (0.1, 0.5) -> 0.26.
+    expected = 0.75 * (0.01 + 0.04 + 0.25) / 4 + 0.25 * (0.0 + 0.05 + 0.26) / 4
+    got = vertex_chamfer_loss(template, parts, points, cams, probs, weights)
+    assert got.item() == pytest.approx(expected, abs=1e-12)
