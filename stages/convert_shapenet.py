@@ -4,7 +4,9 @@ Reads `ROOT/<synset>/<model_id>/models/model_normalized.obj` for the models whos
 falls into this job's shard, in partitions spread over Dask workers. A model that cannot be
 used (unreadable file, no faces, NaN vertices, bad indices, missing OBJ) becomes a row of the
 quarantine table with its reason: one bad file never stops the run, and no model is dropped
-without a row in one of the two tables.
+without a row in one of the two tables. Vertices that no face uses are dropped (the row counts
+them in `unused_vertices`), so that bounds, and the placement and scale that scenes derive from
+them, cover only the geometry faces use.
 
     python -m stages.convert_shapenet --root SHAPENET_DIR --out OUT_DIR [--shard I --num-shards N]
 
@@ -20,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.formats.mesh_io import MeshError, validate_mesh
+from stages.cli import run
+from stages.formats.mesh import MeshError, drop_unused_vertices, validate_mesh
 from stages.formats.obj import read_obj
 from stages.parallel import add_dask_arguments, chunk, dask_options, map_partitions
 from stages.sharding import check_shard, shard_of
@@ -43,18 +46,23 @@ def list_models(root: Path, synsets: list[str] | None = None) -> list[tuple[str,
 
 
 def convert_one(synset: str, mesh_id: str, path: str) -> tuple[dict | None, str | None]:
-    """Read one model: (mesh row, None) or (None, quarantine reason)."""
+    """Read one model: (mesh row, None) or (None, quarantine reason).
+
+    The row holds only the vertices faces use, and its bounds are theirs (float32-rounded, as
+    stored); reasons are one line, with any quoted file content bounded (stages.errors.quote).
+    """
     if not Path(path).exists():
         return None, f"missing {MODEL_FILE}"
     try:
         mesh = read_obj(path)
     except MeshError as err:
-        return None, str(err)
-    except (OSError, ValueError, MemoryError) as err:
-        return None, f"unreadable: {type(err).__name__}: {err}"
+        return None, err.reason
+    except MemoryError:
+        return None, "unreadable: out of memory reading the file"
     reason = validate_mesh(mesh)
     if reason is not None:
         return None, reason
+    mesh, unused = drop_unused_vertices(mesh)
     vertices = mesh.vertices.astype(np.float32)
     lo, hi = vertices.min(axis=0).astype(np.float64), vertices.max(axis=0).astype(np.float64)
     row = {
@@ -63,6 +71,7 @@ def convert_one(synset: str, mesh_id: str, path: str) -> tuple[dict | None, str 
         "source_path": path,
         "num_vertices": len(vertices),
         "num_faces": len(mesh.faces),
+        "unused_vertices": unused,
         "vertices": pack_array(vertices, "<f4"),
         "faces": pack_array(mesh.faces, "<i4"),
     }
@@ -79,7 +88,9 @@ def convert_partition(models: list[tuple[str, str, str]]) -> tuple[pd.DataFrame,
         else:
             bad.append({"synset": synset, "mesh_id": mesh_id, "source_path": path, "reason": reason})
     return (
-        pd.DataFrame(good, columns=MESHES.columns).astype({"num_vertices": "int64", "num_faces": "int64"}),
+        pd.DataFrame(good, columns=MESHES.columns).astype(
+            {"num_vertices": "int64", "num_faces": "int64", "unused_vertices": "int64"}
+        ),
         pd.DataFrame(bad, columns=QUARANTINE.columns),
     )
 
@@ -130,4 +141,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

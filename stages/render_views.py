@@ -35,9 +35,9 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import os
 import shutil
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -46,8 +46,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from stages.atomic import atomic_path
 from stages.camera import look_at_rh, perspective_rh
+from stages.errors import one_line
 from stages.formats.binvox import write_binvox
+from stages.formats.mesh import MeshError
 from stages.parallel import add_dask_arguments, dask_options, map_partitions
 from stages.r2n2_views import (
     BINVOX_FILE,
@@ -147,30 +150,24 @@ def voxelize_mesh(vertices: np.ndarray, faces: np.ndarray, resolution: int, back
     return grid_zyx.transpose(2, 1, 0), corner, side
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Rename a finished temporary folder into place (atomic on one file system)."""
+@contextmanager
+def _model_folder(folder: Path):
+    """Yield an empty temporary folder that replaces `folder` when the block completes
+    (stages.atomic); when another writer finished the same model first, theirs stands."""
     try:
-        os.rename(tmp, final)
+        with atomic_path(folder) as tmp:
+            shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run of the same process id
+            tmp.mkdir()
+            yield tmp
     except OSError:
-        # Another writer finished the same model first: theirs stands.
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not final.is_dir():
+        if not folder.is_dir():
             raise
-
-
-def _temporary(parent: Path, model_id: str) -> Path:
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".tmp-{model_id}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    return tmp
 
 
 def write_rendering(folder: Path, synset: str, model_id: str, vertices, faces, views: int, size: int, seed: int) -> None:
     colour = object_colours(np.random.default_rng([seed, _model_key(synset, model_id), COLOUR_SALT]), 1)[0]
     obj = SceneObject(vertices, faces, colour)
-    tmp = _temporary(folder.parent, model_id)
-    try:
+    with _model_folder(folder) as tmp:
         images = tmp / RENDERING_DIR
         images.mkdir()
         names, lines = [], []
@@ -182,23 +179,12 @@ def write_rendering(folder: Path, synset: str, model_id: str, vertices, faces, v
             lines.append(pose.as_line())
         (images / RENDERINGS_LIST).write_text("".join(f"{n}\n" for n in names))
         (images / METADATA_FILE).write_text("".join(f"{line}\n" for line in lines))
-        _publish(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_voxels(folder: Path, vertices, faces, resolution: int, backend: str) -> None:
     grid, translate, scale = voxelize_mesh(vertices, faces, resolution, backend)
-    tmp = _temporary(folder.parent, folder.name)
-    try:
+    with _model_folder(folder) as tmp:
         write_binvox(tmp / BINVOX_FILE, grid, translate, scale)
-        _publish(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-class MeshError(ValueError):
-    """A mesh that cannot be rendered or voxelized (names the model)."""
 
 
 @dataclass(frozen=True)
@@ -229,7 +215,7 @@ def render_partition(meshes: pd.DataFrame, settings: Settings) -> tuple[int, int
             if not voxels.is_dir():
                 write_voxels(voxels, vertices, faces, settings.resolution, settings.backend)
         except ValueError as err:
-            raise MeshError(f"{row.synset}/{row.mesh_id}: {err}") from None
+            raise MeshError(one_line(err), f"{row.synset}/{row.mesh_id}") from None
         written += 1
     return written, skipped
 

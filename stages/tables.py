@@ -98,6 +98,7 @@ MESHES = TableSpec(
             ("source_path", pyarrow.string()),
             ("num_vertices", pyarrow.int64()),
             ("num_faces", pyarrow.int64()),
+            ("unused_vertices", pyarrow.int64()),
             ("vertices", pyarrow.binary()),
             ("faces", pyarrow.binary()),
             *[(b, pyarrow.float64()) for b in BOUNDS],
@@ -110,6 +111,7 @@ MESHES = TableSpec(
             "source_path": _str(),
             "num_vertices": pa.Column("int64", pa.Check.ge(3)),
             "num_faces": pa.Column("int64", pa.Check.ge(1)),
+            "unused_vertices": pa.Column("int64", pa.Check.ge(0)),
             "vertices": _binary(),
             "faces": _binary(),
             **{b: pa.Column("float64", pa.Check(np.isfinite, name="finite")) for b in BOUNDS},
@@ -121,8 +123,10 @@ MESHES = TableSpec(
         unique=["synset", "mesh_id"],
         strict=True,
     ),
-    doc="One row per usable mesh. vertices: float32 LE [num_vertices, 3]; "
-    "faces: int32 LE [num_faces, 3], 0-based; min_*/max_*: axis-aligned bounds.",
+    doc="One row per usable mesh. vertices: float32 LE [num_vertices, 3], only those faces use; "
+    "faces: int32 LE [num_faces, 3], 0-based, polygons cut into triangles; unused_vertices: how "
+    "many vertices of the file no face uses (dropped); min_*/max_*: axis-aligned bounds of the "
+    "stored vertices.",
 )
 
 QUARANTINE = TableSpec(

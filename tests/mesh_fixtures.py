@@ -36,6 +36,7 @@ def mesh_row(synset: str, mesh_id: str, mesh: trimesh.Trimesh) -> dict:
         "source_path": f"{synset}/{mesh_id}",
         "num_vertices": len(v),
         "num_faces": len(mesh.faces),
+        "unused_vertices": 0,
         "vertices": pack_array(v, "<f4"),
         "faces": pack_array(mesh.faces, "<i4"),
     }

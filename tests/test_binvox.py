@@ -10,8 +10,10 @@ import trimesh
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.formats.binvox import read_binvox, write_binvox
-from stages.formats.mesh_io import load_mesh, triangles
+from stages.errors import StageError
+from stages.formats.binvox import BinvoxError, read_binvox, write_binvox
+from stages.formats.load import load_mesh
+from stages.formats.mesh import triangles
 from stages.voxelization import cube_to_voxel_space, mesh_to_voxel_transform, voxelize_triangles
 from stages.voxelization.mesh_command import add_mesh_arguments, run_mesh_command, voxelize_mesh_file
 
@@ -33,7 +35,7 @@ def test_round_trip(tmp_path, dims, density, seed, translate, scale):
     np.testing.assert_array_equal(back.grid, grid)
     np.testing.assert_array_equal(back.translate, translate)
     assert back.scale == scale
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not [p for p in tmp_path.iterdir() if p.name != "g.binvox"]  # no temporary left
 
 
 def test_long_runs_split_at_255(tmp_path):
@@ -111,6 +113,21 @@ def test_errors_name_the_file_in_one_line(tmp_path, content, message):
         read_binvox(path)
     text = str(info.value)
     assert str(path) in text and "\n" not in text
+
+
+def test_reasons_quote_at_most_a_bounded_fragment(tmp_path):
+    path = tmp_path / "padded.binvox"
+    path.write_bytes(b"#binvox 1\ndim 2 2 2\n" + b"\0" * 2**20 + b"\ndata\n")
+    with pytest.raises(BinvoxError) as info:
+        read_binvox(path)
+    assert str(info.value) == f"{path}: not a valid binvox file: unexpected header line '" + "\\x00" * 14 + "\\x0..."
+
+
+def test_missing_file_is_a_binvox_error(tmp_path):
+    with pytest.raises(BinvoxError) as info:
+        read_binvox(tmp_path / "absent.binvox")
+    assert str(info.value) == f"{tmp_path / 'absent.binvox'}: cannot read file: No such file or directory"
+    assert isinstance(info.value, StageError)
 
 
 def test_non_cubic_dims_are_accepted(tmp_path):

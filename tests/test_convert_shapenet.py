@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +8,7 @@ import pytest
 
 from stages import convert_shapenet
 from stages.formats.obj import write_obj
-from stages.tables import MESHES, QUARANTINE, read_table, unpack_array
+from stages.tables import BOUNDS, MESHES, QUARANTINE, read_table, unpack_array
 
 CUBE_V = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=float) - 0.5
 CUBE_F = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
@@ -79,3 +81,37 @@ def test_shards_partition_the_models_and_dask_matches_sync(shapenet, tmp_path):
 def test_missing_root_is_one_line_error(tmp_path):
     with pytest.raises(SystemExit, match="not a directory"):
         convert(tmp_path / "nope", tmp_path / "out")
+
+
+def test_unused_vertex_does_not_stretch_the_bounds(tmp_path):
+    # A unit cube [0, 1]^3 plus one vertex no face uses, 3 units below it.
+    root = tmp_path / "ShapeNetCore.v2"
+    cube = CUBE_V + 0.5
+    write_obj(model_path(root, "03001627", "stray"), np.vstack([cube, [[0.5, -3.0, 0.5]]]), CUBE_F)
+    write_obj(model_path(root, "03001627", "first"), np.vstack([[[9.0, 9.0, 9.0]], cube]), CUBE_F + 1)
+    convert(root, tmp_path / "out", "--scheduler", "sync")
+    meshes = read_table(tmp_path / "out" / "meshes", MESHES).set_index("mesh_id")
+    for name in ("stray", "first"):
+        row = meshes.loc[name]
+        assert [row[b] for b in BOUNDS] == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+        assert (row.num_vertices, row.unused_vertices, row.num_faces) == (8, 1, 12)
+        np.testing.assert_array_equal(unpack_array(row.vertices, "<f4", (-1, 3)), cube)
+        np.testing.assert_array_equal(unpack_array(row.faces, "<i4", (-1, 3)), CUBE_F)
+
+
+def test_nul_padded_file_is_quarantined_with_a_short_reason(tmp_path):
+    root = tmp_path / "ShapeNetCore.v2"
+    model_path(root, "03001627", "cut").write_bytes(b"v 0 0 0\nv 1 0 0\nv 0 1 " + b"\0" * 2**20)
+    convert(root, tmp_path / "out", "--scheduler", "sync")
+    reason = read_table(tmp_path / "out" / "quarantine", QUARANTINE).set_index("mesh_id").loc["cut", "reason"]
+    assert reason == "line 3: malformed number '" + "\\x00" * 14 + "\\x0... in vertex"
+    assert len(reason) < 200
+
+
+def test_command_line_error_is_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.convert_shapenet", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"convert_shapenet: {tmp_path / 'nope'}: not a directory"]

@@ -1,4 +1,4 @@
-"""The tolerant OBJ reader, mesh validation and extension-dispatched loading.
+"""The tolerant OBJ reader, mesh validation, unused vertices and extension-dispatched loading.
 
 Each fixture in tests/fixtures/obj holds one oddity found in real files; the expected meshes are
 written out by hand.
@@ -18,7 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from stages.formats.mesh_io import MeshError, TriangleMesh, load_mesh, triangles, validate_mesh
+from stages.errors import StageError
+from stages.formats.load import load_mesh
+from stages.formats.mesh import MeshError, TriangleMesh, drop_unused_vertices, triangles, validate_mesh
 from stages.formats.obj import (
     _normalise_text,
     _parse_by_line,
@@ -27,6 +29,7 @@ from stages.formats.obj import (
     read_obj,
     write_obj,
 )
+from stages.formats.polygons import PolygonError, triangulate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "obj"
 
@@ -37,7 +40,8 @@ EXPECTED = {
     "negative_indices.obj": (SQUARE + [[0, 0, 1]], [[0, 1, 2], [0, 2, 3], [0, 1, 4], [2, 3, 4]]),
     "polygons.obj": (
         [[0, 0, 0], [2, 0, 0], [2, 2, 0], [0, 2, 0], [3, 0, 1], [4, 1, 1], [3.5, 2, 1], [2.5, 2, 1], [2, 1, 1]],
-        [[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7], [4, 7, 8], [0, 1, 3]],
+        # The pentagon is ear-clipped (see test_polygons_fixture_covers_each_polygon_once).
+        [[0, 1, 2], [0, 2, 3], [7, 8, 4], [7, 4, 5], [7, 5, 6], [0, 1, 3]],
     ),
     "mixed_face_forms.obj": (
         SQUARE,
@@ -66,6 +70,14 @@ def same_mesh(a: TriangleMesh, b: TriangleMesh) -> bool:
     return np.array_equal(a.vertices, b.vertices, equal_nan=True) and np.array_equal(a.faces, b.faces)
 
 
+def same_polygons(a, b) -> bool:
+    return (
+        np.array_equal(a.vertices, b.vertices, equal_nan=True)
+        and np.array_equal(a.corners, b.corners)
+        and np.array_equal(a.counts, b.counts)
+    )
+
+
 def canonical_triangles(mesh_vertices: np.ndarray, mesh_faces: np.ndarray) -> list:
     """Triangles as corner positions, each rotated to start at its smallest corner (winding kept)."""
     result = []
@@ -91,7 +103,16 @@ def test_fixture_takes_the_vectorised_path_and_agrees_with_the_reference(name):
     text = _normalise_text((FIXTURES / name).read_bytes().decode("latin-1"))
     fast = _parse_vectorised(text)
     assert fast is not None
-    assert same_mesh(fast, _parse_by_line(text, name))
+    assert same_polygons(fast, _parse_by_line(text, name)[0])
+
+
+def test_polygons_fixture_covers_each_polygon_once():
+    # Independent answer: the quad [0, 2]^2 has area 4, the pentagon (3,0) (4,1) (3.5,2) (2.5,2)
+    # (2,1) has shoelace area 2.5, the triangle 2; every triangle turns the polygon's way (+z).
+    soup = triangles(read_obj(FIXTURES / "polygons.obj"))
+    doubled = np.cross(soup[:, 1] - soup[:, 0], soup[:, 2] - soup[:, 0])
+    assert (doubled[:, 2] > 0).all() and (doubled[:, :2] == 0).all()
+    assert doubled[:2, 2].sum() / 2 == 4.0 and doubled[2:5, 2].sum() / 2 == 2.5 and doubled[5, 2] / 2 == 2.0
 
 
 def test_crlf_fixture_really_has_crlf_line_ends():
@@ -155,21 +176,23 @@ def test_nan_vertices_parse_and_are_left_to_validation():
 def test_error_fixture_reason(name, reason):
     with pytest.raises(MeshError) as info:
         read_obj(FIXTURES / name)
-    assert str(info.value) == reason
     assert info.value.reason == reason
     assert info.value.source == str(FIXTURES / name)
-    assert isinstance(info.value, ValueError)
+    assert str(info.value) == f"{FIXTURES / name}: {reason}"
+    assert isinstance(info.value, StageError) and isinstance(info.value, ValueError)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(MeshError) as info:
         read_obj(tmp_path / "absent.obj")
-    assert str(info.value) == "cannot read file: No such file or directory"
+    assert info.value.reason == "cannot read file: No such file or directory"
+    assert str(info.value) == f"{tmp_path / 'absent.obj'}: cannot read file: No such file or directory"
 
 
 def test_directory_is_unreadable(tmp_path):
-    with pytest.raises(MeshError, match="^cannot read file: Is a directory$"):
+    with pytest.raises(MeshError) as info:
         read_obj(tmp_path)
+    assert info.value.reason == "cannot read file: Is a directory"
 
 
 @pytest.mark.parametrize(
@@ -185,6 +208,9 @@ def test_directory_is_unreadable(tmp_path):
         ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 -0\n", "line 4: face index 0 (OBJ indices start at 1)"),
         ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 99999999999999999999999\n",
          "line 4: face index 99999999999999999999999 out of range (3 vertices)"),
+        ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 " + "9" * 4000 + "\n",
+         "line 4: face index " + "9" * 60 + "... out of range (3 vertices)"),
+        ("v 0 0 0\nv 2 2 0\nv 2 0 0\nv 0 1 0\nf 1 2 3 4\n", "line 5: quad crosses itself (its edges cross)"),
     ],
 )
 def test_error_reasons_inline(text, reason):
@@ -201,8 +227,8 @@ def test_error_reasons_inline(text, reason):
     [
         (np.empty((0, 3)), [[0, 1, 2]], "no vertices"),
         (TETRA, np.empty((0, 3)), "no faces"),
-        ([[0, 0, 0], [1, np.nan, 0], [0, 1, 0]], [[0, 1, 2]], "non-finite vertex coordinates (1 of 3 vertices)"),
-        ([[0, 0, 0], [1, 0, np.inf], [0, 1, 0]], [[0, 1, 2]], "non-finite vertex coordinates (1 of 3 vertices)"),
+        ([[0, 0, 0], [1, np.nan, 0], [0, 1, 0]], [[0, 1, 2]], "non-finite vertex coordinates (1 of 3 used vertices)"),
+        ([[0, 0, 0], [1, 0, np.inf], [0, 1, 0]], [[0, 1, 2]], "non-finite vertex coordinates (1 of 3 used vertices)"),
         (TETRA, [[0, 1, 4]], "face index out of range (indices 0..4, 4 vertices)"),
         (TETRA, [[0, -1, 2]], "face index out of range (indices -1..2, 4 vertices)"),
         (TETRA, [[0, 0, 1], [2, 2, 2]], "all 2 faces are degenerate (zero area)"),
@@ -215,6 +241,19 @@ def test_validate_mesh_reasons(vertices, faces, reason):
 
 def test_validate_mesh_accepts_a_mesh_with_some_degenerate_faces():
     assert validate_mesh(TriangleMesh(TETRA, [[0, 0, 1], [0, 1, 2]])) is None
+
+
+def test_validate_mesh_ignores_an_unused_non_finite_vertex():
+    assert validate_mesh(TriangleMesh(TETRA + [[np.nan, 0, 0]], [[0, 1, 2]])) is None
+
+
+def test_drop_unused_vertices_keeps_order_and_renumbers():
+    mesh = TriangleMesh([[9, 9, 9], [0, 0, 0], [8, 8, 8], [1, 0, 0], [0, 1, 0]], [[1, 3, 4], [4, 3, 1]])
+    kept, dropped = drop_unused_vertices(mesh)
+    assert dropped == 2
+    assert_mesh(kept, TETRA[:3], [[0, 1, 2], [2, 1, 0]])
+    same, none = drop_unused_vertices(kept)
+    assert same is kept and none == 0
 
 
 def test_validate_mesh_of_parsed_empty_file():
@@ -252,10 +291,14 @@ def test_load_mesh_other_formats_match_the_obj(tmp_path, extension):
     path = tmp_path / f"polygons.{extension}"
     trimesh.Trimesh(obj.vertices, obj.faces, process=False).export(path)
     loaded = load_mesh(path)
-    # Corners are numbered in first-use order in the fixture, so even STL (which stores every
-    # triangle's corners separately) comes back with the same numbering.
-    assert_mesh(loaded, obj.vertices, obj.faces)
     np.testing.assert_array_equal(triangles(loaded), triangles(obj))
+    if extension == "stl":
+        # STL stores every triangle's corners separately; shared again, they are numbered in
+        # order of first use.
+        first_use = list(dict.fromkeys(obj.faces.reshape(-1).tolist()))
+        assert_mesh(loaded, obj.vertices[first_use], np.argsort(first_use)[obj.faces])
+    else:
+        assert_mesh(loaded, obj.vertices, obj.faces)
 
 
 def test_load_mesh_obj_by_extension_any_case(tmp_path):
@@ -265,17 +308,26 @@ def test_load_mesh_obj_by_extension_any_case(tmp_path):
 
 
 def test_load_mesh_errors(tmp_path):
-    with pytest.raises(MeshError, match=r"unknown mesh format '\.glb'"):
+    with pytest.raises(MeshError) as info:
         load_mesh(tmp_path / "model.glb")
-    with pytest.raises(MeshError, match="cannot read file: no such file"):
+    assert info.value.reason == "unknown mesh format '.glb' (expected one of .obj, .off, .ply, .stl)"
+    with pytest.raises(MeshError) as info:
         load_mesh(tmp_path / "absent.ply")
+    assert str(info.value) == f"{tmp_path / 'absent.ply'}: cannot read file: No such file or directory"
     broken = tmp_path / "broken.ply"
     broken.write_text("this is not a ply file\n")
     with pytest.raises(MeshError) as info:
         load_mesh(broken)
-    assert str(broken) in str(info.value) and "trimesh could not load it" in str(info.value)
+    assert str(info.value) == f"{broken}: not a PLY file (starts with b'this is not a pl')"
     with pytest.raises(MeshError, match="line 5: face index 0"):
         load_mesh(FIXTURES / "zero_index.obj")
+
+
+def test_mesh_io_keeps_the_old_import_path():
+    from stages.formats import mesh_io
+
+    assert mesh_io.MeshError is MeshError and mesh_io.TriangleMesh is TriangleMesh
+    assert mesh_io.load_mesh is load_mesh and mesh_io.validate_mesh is validate_mesh
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -391,12 +443,21 @@ def test_vectorised_and_reference_parsers_agree(raw):
     text = _normalise_text(raw)
     fast = _parse_vectorised(text)
     try:
-        reference = _parse_by_line(text, "fuzz")
+        reference, lines = _parse_by_line(text, "fuzz")
     except MeshError as err:
         assert fast is None, f"vectorised parser accepted what the reference rejects: {err}"
         with pytest.raises(MeshError, match="^line "):
             parse_obj(raw)
         return
     if fast is not None:
-        assert same_mesh(fast, reference)
-    assert same_mesh(parse_obj(raw), reference)
+        assert same_polygons(fast, reference)
+    assert len(lines) == len(reference.counts)
+    try:
+        expected = triangulate(reference)
+    except PolygonError as err:
+        # A polygon no triangulation fits is refused, on the line that holds it.
+        with pytest.raises(MeshError) as info:
+            parse_obj(raw)
+        assert info.value.reason == f"line {lines[err.polygon]}: {err.reason}"
+        return
+    assert same_mesh(parse_obj(raw), expected)

@@ -23,11 +23,17 @@ A voxel (x, y, z) has its centre at translate + scale * ((x, y, z) + 0.5) / (DX,
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from stages.atomic import atomic_write
+from stages.errors import StageError, quote
+
+
+class BinvoxError(StageError):
+    """A binvox file that cannot be read; the message names the file and the problem."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,8 +45,8 @@ class Binvox:
     scale: float
 
 
-def _fail(path, message: str) -> ValueError:
-    return ValueError(f"{path}: not a valid binvox file: {message}")
+def _fail(path, message: str) -> BinvoxError:
+    return BinvoxError(f"{path}: not a valid binvox file: {message}")
 
 
 def _header_lines(raw: bytes, path):
@@ -61,14 +67,20 @@ def _numbers(text: str, values: list[str], kind, n: int, path):
             raise ValueError
         return [kind(v) for v in values]
     except ValueError:
-        raise _fail(path, f"malformed header line {text[:60]!r}") from None
+        raise _fail(path, f"malformed header line {quote(text)}") from None
 
 
 def read_binvox(path: str | os.PathLike) -> Binvox:
     """Read a binvox file. Comment lines (#...) and blank lines may sit between header lines,
-    lines may carry extra spaces, tabs or CRLF endings; translate and scale are optional."""
+    lines may carry extra spaces, tabs or CRLF endings; translate and scale are optional.
+
+    Raises BinvoxError (a ValueError) naming the file for a file that cannot be read or is not
+    valid binvox."""
     path = Path(path)
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise BinvoxError(f"{path}: cannot read file: {err.strerror or type(err).__name__}") from err
     magic = False
     dims = None
     translate = np.zeros(3)
@@ -80,7 +92,7 @@ def read_binvox(path: str | os.PathLike) -> Binvox:
                 continue
             parts = text.split()
             if parts[0] != "#binvox" or len(parts) != 2 or parts[1] not in ("1", "2"):
-                raise _fail(path, f"bad magic line {text[:40]!r} (expected '#binvox 1')")
+                raise _fail(path, f"bad magic line {quote(text)} (expected '#binvox 1')")
             magic = True
             continue
         if not text or text.startswith("#"):
@@ -98,7 +110,7 @@ def read_binvox(path: str | os.PathLike) -> Binvox:
         elif key == "data" and not values:
             break
         else:
-            raise _fail(path, f"unexpected header line {text[:60]!r}")
+            raise _fail(path, f"unexpected header line {quote(text)}")
     if dims is None:
         raise _fail(path, "no 'dim' line before 'data'")
     if not (np.isfinite(translate).all() and np.isfinite(scale)):
@@ -164,16 +176,11 @@ def write_binvox(path: str | os.PathLike, grid_xyz, translate=(0.0, 0.0, 0.0), s
         f"scale {repr(s)}\n"
         "data\n"
     ).encode("ascii")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    data = _encode(grid)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             f.write(header)
-            f.write(_encode(grid))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            f.write(data)
+
+    atomic_write(path, write)

@@ -6,12 +6,15 @@ import io
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import IO
 
 import numpy as np
 
-from stages.formats.mesh_io import MeshError, TriangleMesh
+from stages.atomic import write_text
+from stages.errors import MAX_QUOTE, quote
+from stages.formats.mesh import MeshError, TriangleMesh
+from stages.formats.polygons import PolygonError, PolygonMesh, triangulate
+from stages.formats.text import decode, read_bytes
 
 
 def write_obj(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray, header: str = "") -> None:
@@ -23,22 +26,19 @@ def write_obj(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray, 
         buf.write(f"# {line}\n")
     np.savetxt(buf, vertices, fmt="v %.6f %.6f %.6f")
     np.savetxt(buf, faces + 1, fmt="f %d %d %d")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    write_text(path, buf.getvalue())
 
 
 # Reading ------------------------------------------------------------------------------------
 #
-# Two parsers give the same meshes. `_parse_by_line` is the reference: it walks logical lines and
-# knows line numbers, so every error message comes from it. `_parse_vectorised` does the work for
-# the files that parse cleanly (nearly all of them) with a few whole-text regex scans and numpy,
-# and gives up (returns None) at the first sign of trouble, handing the text to the reference.
+# Two parsers give the same polygons. `_parse_by_line` is the reference: it walks logical lines
+# and knows line numbers, so every error message comes from it. `_parse_vectorised` does the work
+# for the files that parse cleanly (nearly all of them) with a few whole-text regex scans and
+# numpy, and gives up (returns None) at the first sign of trouble, handing the text to the
+# reference. Faces of fewer than three corners have no surface and are left out by both.
 #
-# Polygons with more than three corners are fan-triangulated from their first corner. That is
-# only right for convex polygons, which is what ShapeNet's exporters write; a concave polygon
-# would need ear clipping and a plane to clip in.
+# Polygons are cut into triangles afterwards, once, by stages.formats.polygons (ear clipping in
+# the polygon's plane; a fan from the first corner covers the notch of a concave polygon).
 
 _COMMENT = re.compile(r"#[^\n]*")
 # Comments go first, so a comment that ends in a Windows path ("# C:\models\") cannot swallow
@@ -59,8 +59,10 @@ _CORNER_TAIL = re.compile(r"/\S*")
 def read_obj(path_or_file: str | os.PathLike | IO[str] | IO[bytes]) -> TriangleMesh:
     """Read an OBJ file (a path, or an open text or binary file) as a triangle mesh.
 
-    Raises MeshError when the file cannot be read or its numbers or indices are malformed; a mesh
-    that parses but cannot be used (no faces, NaN vertices, ...) is returned for `validate_mesh`.
+    Raises MeshError (its reason starting "line N:" where a line is to blame) when the file cannot
+    be read, its numbers or indices are malformed, or a polygon fits no triangulation (see
+    stages.formats.polygons); a mesh that parses but cannot be used (no faces, NaN vertices, ...)
+    is returned for `validate_mesh`.
     """
     if hasattr(path_or_file, "read"):
         source = str(getattr(path_or_file, "name", "<file>"))
@@ -73,27 +75,24 @@ def read_obj(path_or_file: str | os.PathLike | IO[str] | IO[bytes]) -> TriangleM
             raise MeshError(f"cannot read file: {err.strerror or err}", source) from err
     else:
         source = os.fspath(path_or_file)
-        try:
-            data = Path(path_or_file).read_bytes()
-        except OSError as err:
-            raise MeshError(f"cannot read file: {err.strerror or err}", source) from err
+        data = read_bytes(path_or_file)
     if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError:
-            # Exporters write material and group names in the local code page; latin-1 maps
-            # every byte, and the numbers and keywords are ASCII either way.
-            data = data.decode("latin-1")
+        data = decode(data)
     return parse_obj(data, source)
 
 
-def parse_obj(text: str, source: str = "<string>") -> TriangleMesh:
-    """Parse OBJ text as a triangle mesh; `source` names it in error messages."""
+def parse_obj(text: str, source: str | None = None) -> TriangleMesh:
+    """Parse OBJ text as a triangle mesh; `source` names it in error messages (see read_obj)."""
     text = _normalise_text(text)
-    mesh = _parse_vectorised(text)
-    if mesh is None:
-        mesh = _parse_by_line(text, source)
-    return mesh
+    polygons, lines = _parse_vectorised(text), None
+    if polygons is None:
+        polygons, lines = _parse_by_line(text, source)
+    try:
+        return triangulate(polygons)
+    except PolygonError as err:
+        if lines is None:
+            _, lines = _parse_by_line(text, source)
+        raise MeshError(f"line {lines[err.polygon]}: {err.reason}", source) from None
 
 
 def _normalise_text(text: str) -> str:
@@ -109,7 +108,7 @@ def _normalise_text(text: str) -> str:
     return text
 
 
-def _parse_vectorised(text: str) -> TriangleMesh | None:
+def _parse_vectorised(text: str) -> PolygonMesh | None:
     """The whole-text parser; None when the text needs the reference parser."""
     if "#" in text:
         text = _COMMENT.sub("", text)
@@ -122,12 +121,13 @@ def _parse_vectorised(text: str) -> TriangleMesh | None:
         vertices = _vertex_block(_VERTEX_LINE.findall(text))
         if vertices is None:
             return None
-        faces = _face_block(_FACE_LINE.findall(text), len(vertices), text)
+        polygons = _face_block(_FACE_LINE.findall(text), len(vertices), text)
     except (ValueError, OverflowError):  # a malformed or huge number: the reference says which
         return None
-    if faces is None:
+    if polygons is None:
         return None
-    return TriangleMesh(vertices, faces)
+    corners, counts = polygons
+    return PolygonMesh(vertices, corners, counts)
 
 
 def _tokens_per_line(lines: list[str]) -> np.ndarray:
@@ -149,9 +149,11 @@ def _vertex_block(lines: list[str]) -> np.ndarray | None:
     return values[starts[:, None] + np.arange(3)]
 
 
-def _face_block(lines: list[str], num_vertices: int, text: str) -> np.ndarray | None:
+def _face_block(lines: list[str], num_vertices: int, text: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(corners int64 [K], counts int64 [P]) of the polygons of three or more corners, or None."""
+    none = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
     if not lines:
-        return np.empty((0, 3), dtype=np.int64)
+        return none
     counts = _tokens_per_line(lines)
     joined = "\n".join(lines)
     if "/" in joined:
@@ -163,7 +165,7 @@ def _face_block(lines: list[str], num_vertices: int, text: str) -> np.ndarray | 
     if len(index) != counts.sum() or (index == 0).any():
         return None
     if len(index) == 0:
-        return np.empty((0, 3), dtype=np.int64)
+        return none
     if (index < 0).any():
         # A negative index counts back from the vertices defined before its own line.
         vertex_at = [m.start() for m in _VERTEX_LINE.finditer(text)]
@@ -174,15 +176,10 @@ def _face_block(lines: list[str], num_vertices: int, text: str) -> np.ndarray | 
         resolved = index - 1
     if resolved.min() < 0 or resolved.max() >= num_vertices:
         return None
-    if (counts == 3).all():
-        return resolved.reshape(-1, 3)
     keep = counts >= 3
-    first = (np.cumsum(counts) - counts)[keep]
-    fan_size = counts[keep] - 2
-    polygon = np.repeat(np.arange(len(fan_size)), fan_size)
-    step = np.arange(fan_size.sum()) - np.repeat(np.cumsum(fan_size) - fan_size, fan_size)
-    anchor = first[polygon]
-    return resolved[np.stack([anchor, anchor + step + 1, anchor + step + 2], axis=1)]
+    if not keep.all():
+        resolved, counts = resolved[np.repeat(keep, counts)], counts[keep]
+    return resolved, counts
 
 
 def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -207,10 +204,14 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
         yield start, " ".join(pending)
 
 
-def _parse_by_line(text: str, source: str) -> TriangleMesh:
-    """The reference parser: one logical line at a time, raising MeshError with line numbers."""
+def _parse_by_line(text: str, source: str | None) -> tuple[PolygonMesh, list[int]]:
+    """The reference parser: one logical line at a time, raising MeshError with line numbers.
+
+    Returns the polygons and the line number of each."""
     vertices: list[tuple[float, float, float]] = []
-    faces: list[tuple[int, int, int]] = []
+    corner_list: list[int] = []
+    counts: list[int] = []
+    lines: list[int] = []
     # Positive indices may point forward (vertices listed after the faces); checked at the end.
     forward: list[tuple[int, int]] = []
     for number, line in _logical_lines(text):
@@ -225,7 +226,7 @@ def _parse_by_line(text: str, source: str) -> TriangleMesh:
                 values = [float(p) for p in parts[1:]]
             except ValueError:
                 bad = next(p for p in parts[1:] if not _is_float(p))
-                raise MeshError(f"line {number}: malformed number {bad!r} in vertex", source) from None
+                raise MeshError(f"line {number}: malformed number {quote(bad)} in vertex", source) from None
             vertices.append((values[0], values[1], values[2]))
         elif keyword == "f":
             corners = []
@@ -233,13 +234,13 @@ def _parse_by_line(text: str, source: str) -> TriangleMesh:
                 try:
                     index = int(corner.split("/", 1)[0])
                 except ValueError:
-                    raise MeshError(f"line {number}: malformed face index {corner!r}", source) from None
+                    raise MeshError(f"line {number}: malformed face index {quote(corner)}", source) from None
                 if index == 0:
                     raise MeshError(f"line {number}: face index 0 (OBJ indices start at 1)", source)
                 if index < 0:
                     if -index > len(vertices):
                         raise MeshError(
-                            f"line {number}: face index {index} out of range "
+                            f"line {number}: face index {_bounded(index)} out of range "
                             f"({len(vertices)} vertices before it)",
                             source,
                         )
@@ -248,15 +249,24 @@ def _parse_by_line(text: str, source: str) -> TriangleMesh:
                     if index > len(vertices):
                         forward.append((number, index))
                     corners.append(index - 1)
-            faces.extend((corners[0], corners[k], corners[k + 1]) for k in range(1, len(corners) - 1))
+            if len(corners) >= 3:
+                corner_list.extend(corners)
+                counts.append(len(corners))
+                lines.append(number)
         # Everything else (vt, vn, vp, g, o, s, usemtl, mtllib, l, p, curves) has no bearing on
         # the triangle mesh.
     for number, index in forward:
         if index > len(vertices):
             raise MeshError(
-                f"line {number}: face index {index} out of range ({len(vertices)} vertices)", source
+                f"line {number}: face index {_bounded(index)} out of range ({len(vertices)} vertices)", source
             )
-    return TriangleMesh(np.array(vertices, dtype=np.float64), np.array(faces, dtype=np.int64))
+    return PolygonMesh(np.array(vertices, dtype=np.float64), corner_list, counts), lines
+
+
+def _bounded(index: int) -> str:
+    """A parsed index as text, cut like a quoted fragment (a 4,000-digit index is still one)."""
+    text = str(index)
+    return text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE] + "..."
 
 
 def _is_float(token: str) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from stages.atomic import atomic_write
+from stages.cli import describe
+from stages.errors import StageError
 from stages.voxelization import (
     BACKENDS,
     cube_to_voxel_space,
@@ -17,7 +18,6 @@ from stages.voxelization import (
     voxelize_triangles,
 )
 
-MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl")
 OUTPUT_SUFFIXES = (".binvox", ".npy")
 
 HELP = """\
@@ -25,7 +25,8 @@ Voxelize a mesh: a voxel is occupied when a triangle touches it or when it is en
 be reached from outside the grid through empty voxels), so non-watertight meshes fill too.
 
 The grid is a cube given by binvox's translate and scale: by default the mesh's bounding cube
-(translate = the min corner of its bounding box, scale = its largest extent), or --cube.
+(translate = the min corner of the bounding box of the vertices its faces use, scale = its
+largest extent), or --cube.
 Voxel (x, y, z) covers translate + scale * [x, x+1] / R (and likewise for y, z).
 
 Output by extension:
@@ -35,27 +36,38 @@ Output by extension:
 
 
 def voxelize_mesh_file(in_path, resolution, out_path, cube=None, backend: str = "auto") -> np.ndarray:
-    """Voxelize the mesh at in_path into out_path (.binvox or .npy); returns the bool (D, H, W)
-    grid. cube: (tx, ty, tz, scale) as binvox's translate and scale, or None for the mesh's
-    bounding cube."""
-    from stages.formats.mesh_io import load_mesh, triangles
+    """Voxelize the mesh at in_path into out_path (.binvox or .npy, written atomically).
+
+    Returns the bool (D, H, W) grid, indexed [z, y, x]. cube: (tx, ty, tz, scale) as binvox's
+    translate and scale, in the mesh's units, or None for the bounding cube of the vertices the
+    faces use (a stray vertex no face uses does not stretch the grid). Raises MeshError for a mesh
+    that cannot be read or used (stages.formats.load, validate_mesh), StageError for a bad output
+    suffix or cube.
+    """
+    from stages.formats.load import load_mesh
+    from stages.formats.mesh import MeshError, drop_unused_vertices, triangles, validate_mesh
 
     in_path, out_path = Path(in_path), Path(out_path)
-    if in_path.suffix.lower() not in MESH_SUFFIXES:
-        raise ValueError(f"{in_path}: mesh must be one of {', '.join(MESH_SUFFIXES)}")
     suffix = out_path.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
-        raise ValueError(f"{out_path}: output must be .binvox or .npy")
-    shape = grid_shape(resolution)
+        raise StageError(f"{out_path}: output must be .binvox or .npy")
+    try:
+        shape = grid_shape(resolution)
+    except ValueError as err:
+        raise StageError(f"--resolution: {err}") from None
     mesh = load_mesh(in_path)
+    reason = validate_mesh(mesh)
+    if reason is not None:
+        raise MeshError(reason, str(in_path))
+    mesh, _ = drop_unused_vertices(mesh)
     if cube is None:
         translate, scale = mesh_to_voxel_transform(mesh.vertices, shape)
     else:
         if len(cube) != 4:
-            raise ValueError(f"cube must be (tx, ty, tz, scale), got {cube!r}")
+            raise StageError(f"cube must be (tx, ty, tz, scale), got {cube!r}")
         translate, scale = np.asarray(cube[:3], dtype=np.float64), float(cube[3])
         if not (np.isfinite(translate).all() and np.isfinite(scale) and scale > 0):
-            raise ValueError(f"cube translate must be finite and scale positive, got {cube!r}")
+            raise StageError(f"cube translate must be finite and scale positive, got {cube!r}")
     tris = cube_to_voxel_space(triangles(mesh), translate, scale, shape)
     grid = voxelize_triangles(tris, shape, backend=backend)
     if suffix == ".binvox":
@@ -63,15 +75,14 @@ def voxelize_mesh_file(in_path, resolution, out_path, cube=None, backend: str = 
 
         write_binvox(out_path, grid.transpose(2, 1, 0), translate, scale)
     else:
-        fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, grid)
-            os.replace(tmp, out_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(out_path, lambda tmp: _save_npy(tmp, grid))
     return grid
+
+
+def _save_npy(path: Path, grid: np.ndarray) -> None:
+    # Through an open file: np.save appends ".npy" to a path that does not end in it.
+    with open(path, "wb") as f:
+        np.save(f, grid)
 
 
 def add_mesh_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -93,7 +104,15 @@ def add_mesh_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 
 def run_mesh_command(args: argparse.Namespace) -> int:
-    """Run the `mesh` subcommand from parsed arguments; returns the exit status."""
-    grid = voxelize_mesh_file(args.mesh, args.resolution, args.out, cube=args.cube, backend=args.backend)
+    """Run the `mesh` subcommand from parsed arguments; returns the exit status.
+
+    Bad input (an unreadable or unusable mesh, a bad output path) raises SystemExit with one line
+    naming the file and the reason, which `python -m` prints alone and exits 1 on, as does
+    stages.cli.run.
+    """
+    try:
+        grid = voxelize_mesh_file(args.mesh, args.resolution, args.out, cube=args.cube, backend=args.backend)
+    except (StageError, OSError) as err:
+        raise SystemExit(f"voxelize: {describe(err)}") from None
     print(f"{args.out}: {int(grid.sum())} of {grid.size} voxels occupied")
     return 0
