@@ -17,7 +17,11 @@ Deliberate differences from the original, each for a stated reason:
   cells (see `stages.rendering.soft_rasterizer.sample_texture`), so sample k is the colour the
   rasterizer draws for cell k. UMR reuses CMR/NMR's sampler (grid corners alpha, beta in
   {0, 1/(T-1), ..., 1}, half of them outside the face, indexed transposed to SoftRas's lookup).
-* grid_sample uses align_corners=True, the behaviour of the torch 1.1 UMR was written for.
+* The input image is sampled with align_corners=False, so a texture-flow value and a projected
+  vertex with the same coordinates name the same image point (pixel c's centre is
+  (2c + 1 - S) / S in both, the soft rasterizer's convention); UMR samples with torch 1.1's
+  align_corners=True behaviour, half a pixel off its renders. The UV flow map itself is sampled
+  with align_corners=True, as in the original.
 """
 
 from __future__ import annotations
@@ -170,8 +174,8 @@ def to_ndc(projected: torch.Tensor) -> torch.Tensor:
 
 def sample_image(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Texture colours [B, F, K, C] sampled from image [B, C, H, W] at flow [B, F, K, 2]
-    (x, y in [-1, 1], y down; geom_utils.sample_textures)."""
-    samples = nn.functional.grid_sample(image, flow, align_corners=True)
+    (x, y in [-1, 1], y down; geom_utils.sample_textures; align_corners=False, see above)."""
+    samples = nn.functional.grid_sample(image, flow, align_corners=False)
     return samples.permute(0, 2, 3, 1)
 
 
