@@ -131,3 +131,46 @@ def test_transformerfusion_drops_invisible_predictions():
     assert again == everything  # same seed, same numbers
     missing = transformerfusion_metrics(None, gt_pts, grid, observed)
     assert missing == {"acc": 1.0, "comp": 1.0, "chamfer": 1.0, "prec": 1.0, "recall": 0.0, "fscore": 0.0}
+
+
+def test_scene_metrics_stage_scores_the_truth_perfectly(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from stages.fuse_tsdf import main as fuse
+    from stages.scannet_tables import FRAMES, SCANS, encode_color, encode_depth, frames_shard, scans_path
+    from stages.scene_metrics.__main__ import main as evaluate
+    from stages.scene_metrics.table import SCENE_METRICS
+    from stages.tables import read_table, write_shard
+
+    scene, conv = "scene0000_00", tmp_path / "conv"
+    gt = plane(1.0, half=0.3, n=31)
+    gt.export(tmp_path / "gt.ply")
+    (tmp_path / "pred").mkdir()
+    gt.export(tmp_path / "pred" / f"{scene}.ply")
+    frames = pd.DataFrame([{
+        "scene": scene, "frame": i, "keyframe": True, "cam_to_world": np.eye(4).ravel().tolist(),
+        "intrinsics": K.ravel().tolist(), "width": 64, "height": 48,
+        "depth": encode_depth(np.full((48, 64), 1.0)), "color": encode_color(np.zeros((48, 64, 3), np.uint8)),
+    } for i in range(2)]).astype({"width": "int32", "height": "int32"})
+    write_shard(frames, frames_shard(conv, "test", 0), FRAMES)
+    scan = {"scene": scene, "split": "test", "frames": 2, "keyframes": 2, "mesh_path": str(tmp_path / "gt.ply"),
+            "min_x": -0.3, "min_y": -0.3, "min_z": 1.0, "max_x": 0.3, "max_y": 0.3, "max_z": 1.0}
+    scans = pd.DataFrame([{c: scan.get(c, 0) for c in SCANS.columns}])  # skipped_* counts: 0
+    write_shard(scans, scans_path(conv), SCANS)
+    assert fuse(["--frames", str(conv), "--out", str(tmp_path / "tsdf")]) == 0
+    assert evaluate(["--frames", str(conv), "--tsdf", str(tmp_path / "tsdf"), "--pred", str(tmp_path / "pred"),
+                     "--out", str(tmp_path / "eval")]) == 0
+    row = read_table(tmp_path / "eval" / "scene_metrics.parquet", SCENE_METRICS).iloc[0]
+    assert row["frames"] == 2 and not row["missing_prediction"]
+    assert row["tf_fscore"] == 1.0 and row["tf_prec"] == 1.0
+    # VoRTX re-fuses the prediction: every trimmed point lies on the truth, but the re-fused
+    # surface stops up to one voxel short of the truth's rim (vertices need observed neighbours),
+    # so the uncut truth's rim is not recalled.
+    assert row["vortx_prec"] == 1.0 and row["vortx_acc"] < 1e-3
+    assert 0.8 < row["vortx_recall"] < 1.0
+    # the truth (|x| <= 0.3 at z = 1) covers columns u with |u - 31.5| <= 30: 60 of 64
+    assert row["depth_abs_rel"] == pytest.approx(0.0, abs=1e-9) and row["depth_completeness"] == 60 / 64
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text())["scenes"] == 1
+    assert (tmp_path / "eval" / "trimmed" / f"{scene}.ply").is_file()
