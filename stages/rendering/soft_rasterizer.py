@@ -113,11 +113,12 @@ def pixel_centres(image_size: int, dtype=torch.float32, device=None) -> tuple[to
     return (2 * idx + 1 - s) / s, (s - 1 - 2 * idx) / s
 
 
-def pair_geometry(px, py, x0, y0, x1, y1, x2, y2, z0, z1, z2, threshold: float):
+def pair_geometry(px, py, x0, y0, x1, y1, x2, y2, z0, z1, z2, threshold: float, with_colour: bool = True):
     """Per (pixel, face) pair: (keep, inside, d2, bary_clipped [..., 3], depth).
 
     All arguments broadcast against each other (pixel centres px, py and triangle corner
-    coordinates); keep is the kernel's cut-off (inside, or d^2 < threshold)."""
+    coordinates); keep is the kernel's cut-off (inside, or d^2 < threshold). Without
+    with_colour, bary and depth are None."""
     det = x2 * (y0 - y1) + x0 * (y1 - y2) + x1 * (y2 - y0)
     det = torch.where(det > 0, det.clamp_min(1e-10), det.clamp_max(-1e-10))
     w0 = ((y1 - y2) * px + (x2 - x1) * py + (x1 * y2 - x2 * y1)) / det
@@ -129,6 +130,8 @@ def pair_geometry(px, py, x0, y0, x1, y1, x2, y2, z0, z1, z2, threshold: float):
         _segment_d2(px, py, x2, y2, x0, y0),
     )
     keep = inside | (d2 < threshold)
+    if not with_colour:
+        return keep, inside, d2, None, None
     w = torch.stack(torch.broadcast_tensors(w0, w1, w2), dim=-1).clamp(0.0, 1.0)
     w = w / w.sum(-1, keepdim=True).clamp_min(1e-5)
     depth = 1.0 / (w[..., 0] / z0 + w[..., 1] / z1 + w[..., 2] / z2)
@@ -245,7 +248,7 @@ def _chunk_pairs(tri, start, stop, chunk_counts, n, row_lo, col_lo, cols, xs, ys
     # Decide the cut-off without autograd, then redo the kept pairs (typically a third to a
     # half of the window) with it: cheaper than recording the whole window.
     with torch.no_grad():
-        keep = _pair_terms(tri.detach()[local_face], xs[col], ys[row], settings)[0]
+        keep = _pair_terms(tri.detach()[local_face], xs[col], ys[row], settings, with_colour=False)[0]
     idx = keep.nonzero().squeeze(1)
     face, row, col = local_face[idx], row[idx], col[idx]
     _, inside, d2, bary, depth = _pair_terms(tri[face], xs[col], ys[row], settings)
@@ -255,10 +258,10 @@ def _chunk_pairs(tri, start, stop, chunk_counts, n, row_lo, col_lo, cols, xs, ys
     return pixel, face, logit, bary, depth
 
 
-def _pair_terms(t, px, py, settings):
+def _pair_terms(t, px, py, settings, with_colour=True):
     return pair_geometry(
         px, py, t[:, 0, 0], t[:, 0, 1], t[:, 1, 0], t[:, 1, 1], t[:, 2, 0], t[:, 2, 1],
-        t[:, 0, 2], t[:, 1, 2], t[:, 2, 2], settings.threshold,
+        t[:, 0, 2], t[:, 1, 2], t[:, 2, 2], settings.threshold, with_colour,
     )
 
 
