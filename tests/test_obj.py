@@ -182,6 +182,15 @@ def test_error_fixture_reason(name, reason):
     assert isinstance(info.value, StageError) and isinstance(info.value, ValueError)
 
 
+def test_mesh_error_survives_pickling():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(MeshError("line 3: bad", "a/b.obj")))
+    assert (err.reason, err.source, str(err)) == ("line 3: bad", "a/b.obj", "a/b.obj: line 3: bad")
+    polygon = pickle.loads(pickle.dumps(PolygonError(4, "quad crosses itself")))
+    assert (polygon.polygon, polygon.reason) == (4, "quad crosses itself")
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(MeshError) as info:
         read_obj(tmp_path / "absent.obj")
@@ -285,14 +294,19 @@ def test_triangles_is_the_soup():
 # --- load_mesh -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("extension", ["ply", "off", "stl"])
+@pytest.mark.parametrize("extension", ["ply", "off", "stl", "ascii.stl", "ascii.ply"])
 def test_load_mesh_other_formats_match_the_obj(tmp_path, extension):
     obj = read_obj(FIXTURES / "polygons.obj")
-    path = tmp_path / f"polygons.{extension}"
-    trimesh.Trimesh(obj.vertices, obj.faces, process=False).export(path)
+    path = tmp_path / f"polygons.{extension.split('.')[-1]}"
+    file_type = {"ascii.stl": "stl_ascii"}.get(extension, extension.split(".")[-1])
+    mesh = trimesh.Trimesh(obj.vertices, obj.faces, process=False)
+    if extension == "ascii.ply":
+        path.write_bytes(trimesh.exchange.ply.export_ply(mesh, encoding="ascii"))
+    else:
+        mesh.export(path, file_type=file_type)
     loaded = load_mesh(path)
     np.testing.assert_array_equal(triangles(loaded), triangles(obj))
-    if extension == "stl":
+    if extension.endswith("stl"):
         # STL stores every triangle's corners separately; shared again, they are numbered in
         # order of first use.
         first_use = list(dict.fromkeys(obj.faces.reshape(-1).tolist()))

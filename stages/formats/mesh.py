@@ -26,6 +26,10 @@ class MeshError(StageError):
         self.source = source
         super().__init__(f"{source}: {reason}" if source else reason)
 
+    def __reduce__(self):
+        # Rebuilt from both fields when it crosses a process boundary (Dask workers).
+        return type(self), (self.reason, self.source)
+
 
 @dataclass(frozen=True, eq=False)
 class TriangleMesh:

@@ -46,6 +46,9 @@ class PolygonError(ValueError):
         self.polygon = polygon
         self.reason = reason
 
+    def __reduce__(self):
+        return type(self), (self.polygon, self.reason)
+
 
 @dataclass(frozen=True, eq=False)
 class PolygonMesh:
