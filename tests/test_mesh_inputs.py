@@ -30,8 +30,8 @@ L_VERTICES = [(x, y, 0.0) for x, y in FOOTPRINT] + [(x, y, 1.0) for x, y in FOOT
 L_POLYGONS = [[5, 4, 3, 2, 1, 0], [6, 7, 8, 9, 10, 11]] + [[i, (i + 1) % 6, (i + 1) % 6 + 6, i + 6] for i in range(6)]
 
 
-def write_l_prism(path: Path) -> Path:
-    """The L prism in the format of the path's extension (PLY: binary, little-endian)."""
+def write_l_prism(path: Path, endian: str = "<") -> Path:
+    """The L prism in the format of the path's extension (PLY: binary, in the given byte order)."""
     suffix = path.suffix
     if suffix == ".obj":
         text = "".join(f"v {x} {y} {z}\n" for x, y, z in L_VERTICES)
@@ -44,12 +44,13 @@ def write_l_prism(path: Path) -> Path:
         path.write_text(text)
     elif suffix == ".ply":
         header = (
-            f"ply\nformat binary_little_endian 1.0\ncomment an L prism\nelement vertex {len(L_VERTICES)}\n"
+            f"ply\nformat binary_{'little' if endian == '<' else 'big'}_endian 1.0\ncomment an L prism\n"
+            f"element vertex {len(L_VERTICES)}\n"
             "property float x\nproperty float y\nproperty float z\n"
             f"element face {len(L_POLYGONS)}\nproperty list uchar int vertex_indices\nend_header\n"
         ).encode()
-        body = b"".join(struct.pack("<3f", *v) for v in L_VERTICES)
-        body += b"".join(struct.pack(f"<B{len(p)}i", len(p), *p) for p in L_POLYGONS)
+        body = b"".join(struct.pack(f"{endian}3f", *v) for v in L_VERTICES)
+        body += b"".join(struct.pack(f"{endian}B{len(p)}i", len(p), *p) for p in L_POLYGONS)
         path.write_bytes(header + body)
     return path
 
@@ -77,10 +78,12 @@ def closed_l_cells(resolution: int, cube_side: float) -> int:
     return int(((touches_box(0, 2, 0, 1) | touches_box(0, 1, 0, 2)) & in_z).sum())
 
 
-@pytest.mark.parametrize("suffix", [".obj", ".off", ".ply", "ascii.ply"])
+@pytest.mark.parametrize("suffix", [".obj", ".off", ".ply", "ascii.ply", "big-endian.ply"])
 def test_l_prism_has_the_true_area_and_volume(tmp_path, suffix):
     if suffix == "ascii.ply":
         path = write_ascii_ply(tmp_path / "l.ply")
+    elif suffix == "big-endian.ply":
+        path = write_l_prism(tmp_path / "l.ply", endian=">")
     else:
         path = write_l_prism(tmp_path / f"l{suffix}")
     mesh = load_mesh(path)
