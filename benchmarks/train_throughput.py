@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages.camera import corenet_camera_transform  # noqa: E402
-from stages.corenet_task import build_model  # noqa: E402
+from stages.families.corenet.task import build_model  # noqa: E402
 from stages.model_config import load_model_spec  # noqa: E402
 from stages.models.losses import corenet_loss  # noqa: E402
 from stages.torch_device import resolve_device  # noqa: E402

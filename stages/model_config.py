@@ -1,135 +1,131 @@
-"""Model configurations: `config/models/<name>.yaml` read into typed objects.
+"""Model configurations: `config/models/<name>.yaml` read, once, into typed objects.
 
 A model file names its family, the data it trains on (dataset, realism), the task, the paper's
-number for it on real ShapeNet, and one block per scale ("paper": the published set-up; "small":
-what trains on a laptop CPU inside the embedded default). See config/README.md.
+numbers for it, the family's evaluation settings, and one block per scale ("paper": the
+published set-up; "small": what trains on a laptop CPU inside the embedded default). Every
+section is a dataclass: the common ones here, the family's own (network, training extras,
+evaluation, paper numbers) declared by the family (`stages.families`). Every key is checked
+against those dataclasses: an unknown key, a missing one or a value of the wrong type raises
+`ModelConfigError` naming the file and the key. See config/README.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
 from pathlib import Path
 
 import yaml
 
-FAMILIES = ("corenet", "r2n2")
-SCALES = ("paper", "small")
+from .families import family_named
+from .model_spec import (  # noqa: F401  (re-exported: the names a model file is read into)
+    SCALES,
+    ModelConfigError,
+    ModelSpec,
+    TrainConfig,
+    _typed,  # noqa: F401
+    parse_section,
+)
 
+# Model files ----------------------------------------------------------------------------------
 
-class ModelConfigError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """batch_size: per process (per GPU); steps: optimizer steps in total; schedule: "constant"
-    or "cosine" (decay to 5% over the run, after `warmup_steps` of linear warm-up);
-    checkpoint_every/log_every: in steps; object_weight: cross-entropy weight of object voxels
-    relative to void (semantic task); loader_workers: DataLoader worker processes per rank."""
-
-    batch_size: int = 4
-    lr: float = 4e-4
-    adam_eps: float = 1e-4
-    steps: int = 1000
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    lr_steps: dict = field(default_factory=dict)  # {step: lr} for a "steps" schedule
-    checkpoint_every: int = 1000
-    log_every: int = 10
-    object_weight: float = 1.0
-    loader_workers: int = 0
-    max_views: int = 5
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    family: str
-    task: str
-    dataset: str
-    realism: str
-    scale: str
-    resolution: int  # native
-    eval_resolution: int  # ground truth the model is scored against
-    input_size: int
-    network: dict  # family-specific network parameters
-    train: TrainConfig
-    paper_mean_iou: float | None
-    paper_source: str
-    eval: dict
-
-    @property
-    def gt_resolution(self) -> int:
-        """Ground-truth grids training reads (y1 trains on sub-grids of the fine grid)."""
-        return self.eval_resolution
-
-    def to_dict(self) -> dict:
-        from dataclasses import asdict
-
-        return asdict(self)
+TOP_KEYS = ("name", "family", "task", "dataset", "realism", "paper", "eval", "scale")
+SCALE_KEYS = ("resolution", "eval_resolution", "input_size", "network", "train")
 
 
 def model_config_path(name: str, root: str | Path = "config/models") -> Path:
     return Path(root) / f"{name}.yaml"
 
 
-def load_model_spec(path: str | Path, scale: str) -> ModelSpec:
+def read_model_file(path: str | Path) -> dict:
+    """The YAML mapping of a model file; ModelConfigError for a missing or unparsable file."""
     path = Path(path)
     if not path.is_file():
         raise ModelConfigError(f"{path}: no such model config")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ModelConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ModelConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(raw, dict):
         raise ModelConfigError(f"{path}: expected a mapping at the top level")
-    return spec_from_dict(raw, scale, str(path))
+    return raw
+
+
+def load_model_spec(path: str | Path, scale: str) -> ModelSpec:
+    """The model of file `path` at `scale` ("paper" or "small"), fully checked."""
+    return spec_from_dict(read_model_file(path), scale, str(path))
 
 
 def spec_from_dict(raw: dict, scale: str, where: str = "model config") -> ModelSpec:
-    def need(mapping, key, ctx):
-        if key not in mapping:
-            raise ModelConfigError(f"{where}: missing key {ctx}{key}")
-        return mapping[key]
-
-    family = need(raw, "family", "")
-    if family not in FAMILIES:
-        raise ModelConfigError(f"{where}: family must be one of {FAMILIES}, got {family!r}")
+    """A ModelSpec from a model file's mapping (see the module docstring for the checks)."""
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise ModelConfigError(f"{where}: unknown key {key} (known keys there: {', '.join(TOP_KEYS)})")
+    for key in ("name", "family", "scale"):
+        if key not in raw:
+            raise ModelConfigError(f"{where}: missing key {key}")
+    family = family_named(raw["family"], where)
     if scale not in SCALES:
         raise ModelConfigError(f"{where}: scale must be one of {SCALES}, got {scale!r}")
-    block = need(need(raw, "scale", ""), scale, "scale.")
-    train = dict(block.get("train", {}))
-    try:
-        train_config = TrainConfig(**train)
-    except TypeError as err:
-        raise ModelConfigError(f"{where}: scale.{scale}.train: {err}") from None
-    if train_config.schedule not in ("constant", "cosine", "steps"):
-        raise ModelConfigError(f"{where}: schedule must be constant, cosine or steps")
-    resolution = int(need(block, "resolution", f"scale.{scale}."))
-    eval_resolution = int(block.get("eval_resolution", resolution))
-    if eval_resolution % resolution:
-        raise ModelConfigError(f"{where}: eval_resolution {eval_resolution} is not a multiple of {resolution}")
-    paper = raw.get("paper") or {}
-    return ModelSpec(
-        name=need(raw, "name", ""),
-        family=family,
-        task=raw.get("task", "fg_bg"),
-        dataset=raw.get("dataset", "single"),
-        realism=raw.get("realism", "low"),
+    scales = raw["scale"]
+    if not isinstance(scales, dict):
+        raise ModelConfigError(f"{where}: scale must be a mapping of {', '.join(SCALES)}")
+    for name in scales:
+        if name not in SCALES:
+            raise ModelConfigError(f"{where}: unknown key scale.{name} (known keys there: {', '.join(SCALES)})")
+    if scale not in scales:
+        raise ModelConfigError(f"{where}: missing key scale.{scale}")
+    block = scales[scale] or {}
+    ctx = f"scale.{scale}"
+    for key in block:
+        if key not in SCALE_KEYS:
+            raise ModelConfigError(f"{where}: unknown key {ctx}.{key} (known keys there: {', '.join(SCALE_KEYS)})")
+    train_raw = dict(block.get("train") or {})
+    common = {f.name for f in dataclasses.fields(TrainConfig)}
+    train = parse_section(TrainConfig, {k: v for k, v in train_raw.items() if k in common}, where, f"{ctx}.train")
+    options = parse_section(family.train_options, {k: v for k, v in train_raw.items() if k not in common},
+                            where, f"{ctx}.train")
+    resolution = _typed(int | None, block.get("resolution"), where, f"{ctx}.resolution")
+    eval_resolution = _typed(int | None, block.get("eval_resolution", resolution), where, f"{ctx}.eval_resolution")
+    if resolution is not None and eval_resolution is not None and eval_resolution % resolution:
+        raise ModelConfigError(f"{where}: {ctx}.eval_resolution {eval_resolution} is not a multiple of {resolution}")
+    spec = ModelSpec(
+        name=_typed(str, raw["name"], where, "name"),
+        family=family.name,
+        task=_typed(str, raw.get("task", family.default_task), where, "task"),
+        dataset=_typed(str, raw.get("dataset", family.default_dataset), where, "dataset"),
+        realism=_typed(str, raw.get("realism", "low"), where, "realism"),
         scale=scale,
         resolution=resolution,
         eval_resolution=eval_resolution,
-        input_size=int(block.get("input_size", 128)),
-        network=dict(block.get("network", {})),
-        train=train_config,
-        paper_mean_iou=paper.get("mean_iou"),
-        paper_source=paper.get("source", ""),
-        eval=dict(raw.get("eval", {})),
+        input_size=_typed(int, block.get("input_size", 128), where, f"{ctx}.input_size"),
+        network=parse_section(family.network, block.get("network"), where, f"{ctx}.network"),
+        train=train,
+        train_options=options,
+        eval=parse_section(family.evaluation, raw.get("eval"), where, "eval"),
+        paper=parse_section(family.paper, raw.get("paper"), where, "paper"),
     )
+    try:
+        family.check_spec(spec)
+    except ValueError as err:
+        raise ModelConfigError(f"{where}: {err}") from None
+    return spec
 
 
-def spec_from_saved(data: dict) -> ModelSpec:
+def spec_from_saved(data: dict, where: str = "checkpoint") -> ModelSpec:
     """Rebuild a ModelSpec from `ModelSpec.to_dict()` (as stored in checkpoints)."""
-    data = dict(data)
-    data["train"] = TrainConfig(**data["train"])
-    return ModelSpec(**data)
+    if not isinstance(data, dict) or "family" not in data:
+        raise ModelConfigError(f"{where}: the stored model spec is not a mapping with a family")
+    family = family_named(data["family"], where)
+    sections = {
+        "network": family.network,
+        "train": TrainConfig,
+        "train_options": family.train_options,
+        "eval": family.evaluation,
+        "paper": family.paper,
+    }
+    missing = [f.name for f in dataclasses.fields(ModelSpec) if f.name not in data]
+    if missing:
+        raise ModelConfigError(f"{where}: the stored model spec lacks {', '.join(missing)} (written by an older version?)")
+    values = {k: (parse_section(sections[k], v, where, k) if k in sections else v) for k, v in data.items()
+              if k in {f.name for f in dataclasses.fields(ModelSpec)}}
+    return ModelSpec(**values)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from .errors import StageError
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str) -> torch.device:
     """auto: CUDA when torch sees a GPU, else the CPU; cuda without a GPU is an error."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but torch sees no CUDA device")
+        raise StageError("--device cuda requested but torch sees no CUDA device")
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")

@@ -16,6 +16,14 @@ VOID = "__void__"
 GLOBAL = "__global__"
 
 
+def binary_iou(predicted, truth) -> float:
+    """IoU of two boolean occupancy arrays of one shape (numpy arrays or torch tensors, any
+    number of axes, a whole batch counted as one): |p & t| / |p | t|, 1.0 when both are empty
+    (the prediction is exact)."""
+    union = int((predicted | truth).sum())
+    return int((predicted & truth).sum()) / union if union else 1.0
+
+
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
     truth = np.asarray(truth).reshape(-1).astype(np.int64)
     predicted = np.asarray(predicted).reshape(-1).astype(np.int64)

@@ -34,6 +34,7 @@ PROVIDERS = {
     "cupy": {"cupy", "cupy-cuda13x"},
     "yaml": {"pyyaml"},
     "skimage": {"scikit-image"},
+    "mapbox_earcut": {"mapbox_earcut", "mapbox-earcut"},
 }
 # conda-forge name -> the PyPI name pyproject.toml constrains.
 # distributed comes in through dask[distributed] and is released with dask, version for version.

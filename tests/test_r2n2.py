@@ -147,11 +147,15 @@ def test_loss_is_the_mean_voxel_cross_entropy():
 
 
 def test_config_round_trip_and_checks():
+    from dataclasses import asdict
+
+    from stages.model_spec import ModelConfigError, parse_section
+
     small = R2N2Config.small()
-    assert R2N2Config.from_dict(small.to_dict()) == small
-    assert R2N2Config.from_dict({"decoder_channels": [128, 128, 64, 32]}) == R2N2Config()
-    with pytest.raises(ValueError, match="unknown"):
-        R2N2Config.from_dict({"hidden": 3})
+    assert parse_section(R2N2Config, asdict(small), "r2n2.yaml", "network") == small
+    assert parse_section(R2N2Config, {"decoder_channels": [128, 128, 64, 32]}, "r2n2.yaml", "network") == R2N2Config()
+    with pytest.raises(ModelConfigError, match="r2n2.yaml: unknown key network.hidden"):
+        parse_section(R2N2Config, {"hidden": 3}, "r2n2.yaml", "network")
     with pytest.raises(ValueError, match="resolution"):
         R2N2Config(decoder_channels=(8, 8), decoder_shortcuts=("conv", "conv"))
     with pytest.raises(ValueError, match="identity"):

@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from stages.r2n2_metrics import MEAN_CLASS, THRESHOLDS, IoURecord, iou_by_views_table, iou_records, threshold_iou
+from stages.families.r2n2.metrics import MEAN_CLASS, IoURecord, iou_by_views_table, iou_records, threshold_iou
+
+
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5)  # the paper's, as config/models/r2n2.yaml lists them
 
 
 def grids():
@@ -35,18 +38,17 @@ def test_threshold_iou_on_hand_built_grids():
     assert iou[0].tolist() == [3 / 5, 3 / 4, 2 / 4, 1 / 4]
     # Sample 1: t=0.2: pred {x, y}, gt {y}: 1/2; otherwise exactly {y}: 1.
     assert iou[1].tolist() == [1 / 2, 1, 1, 1]
-    assert np.array_equal(threshold_iou(torch.tensor(prob), torch.tensor(gt)), iou)
-    assert THRESHOLDS == (0.2, 0.3, 0.4, 0.5)
+    assert np.array_equal(threshold_iou(torch.tensor(prob), torch.tensor(gt), (0.2, 0.3, 0.4, 0.5)), iou)
 
 
 def test_empty_grids():
     empty = np.zeros((1, 4, 4, 4))
     full = np.ones((1, 4, 4, 4))
-    assert threshold_iou(empty, empty).tolist() == [[1.0] * 4]  # nothing to find, nothing found
-    assert threshold_iou(empty, full).tolist() == [[0.0] * 4]
-    assert threshold_iou(full, empty).tolist() == [[0.0] * 4]
+    assert threshold_iou(empty, empty, THRESHOLDS).tolist() == [[1.0] * 4]  # nothing to find, nothing found
+    assert threshold_iou(empty, full, THRESHOLDS).tolist() == [[0.0] * 4]
+    assert threshold_iou(full, empty, THRESHOLDS).tolist() == [[0.0] * 4]
     with pytest.raises(ValueError):
-        threshold_iou(empty, np.zeros((1, 4, 4)))
+        threshold_iou(empty, np.zeros((1, 4, 4)), THRESHOLDS)
 
 
 def test_table_means_per_class_and_over_samples():
@@ -73,8 +75,8 @@ def test_table_means_per_class_and_over_samples():
 
 def test_records_from_a_batch():
     prob, gt = grids()
-    ious = threshold_iou(prob, gt)
-    records = iou_records(3, ["car", "car"], ["m0", "m1"], ious)
+    ious = threshold_iou(prob, gt, THRESHOLDS)
+    records = iou_records(3, ["car", "car"], ["m0", "m1"], ious, THRESHOLDS)
     assert len(records) == 8 and records[0] == IoURecord(3, "car", "m0", 0.2, 3 / 5)
     table = iou_by_views_table(records)
     assert table[table["class"] == MEAN_CLASS]["iou"].tolist() == pytest.approx([0.55, 0.875, 0.75, 0.625])

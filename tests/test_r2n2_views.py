@@ -17,7 +17,7 @@ from mesh_fixtures import write_mesh_table
 from stages import r2n2_views, render_views
 from stages.camera import transform_points
 from stages.formats.binvox import read_binvox
-from stages.r2n2_data import R2N2Views, ViewBatchSampler, make_loader, preprocess_view
+from stages.families.r2n2.data import R2N2Views, ViewBatchSampler, make_loader, preprocess_view
 from stages.r2n2_views import (
     R2N2_QUARANTINE,
     R2N2_VIEWS,

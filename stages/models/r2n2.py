@@ -32,106 +32,18 @@ the views, and at 3e-4 the model is still at the mean shape; with it, IoU@0.4 re
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-SHORTCUTS = ("none", "identity", "conv", "mid")
-NORMS = ("none", "batch")
+from .configs import R2N2Config  # noqa: F401
+
 # Convolutions run channels-last: measured on two CPU cores, the 32^3 decoder's forward and
 # backward take 4x less time than in the default layout (and cuDNN favours it too).
 CHANNELS_LAST_2D = torch.channels_last
 CHANNELS_LAST_3D = torch.channels_last_3d
-
-
-@dataclass(frozen=True)
-class R2N2Config:
-    """input_size: square view side; encoder_channels/encoder_shortcuts: per encoder stage
-    (shortcut "none", "identity", "conv" = 1x1 convolution of the stage input); first_kernel:
-    the first convolution's kernel; fc_features: the per-view feature vector; hidden_channels,
-    grid, gate_kernel: the GRU state [hidden_channels, grid^3] and its convolution kernels;
-    decoder_channels/decoder_shortcuts: per decoder stage, the first log2(resolution / grid) of
-    which unpool x2 first ("mid" = a 3^3 convolution of the stage's first activation);
-    resolution: output grid side; num_classes: 2 (empty, occupied); leak: leaky ReLU slope;
-    norm: "none" (the original) or "batch" (batch norm after every block convolution, which
-    the small scale needs to learn in a few hundred steps without its activations drifting
-    into the GRU's saturated range)."""
-
-    input_size: int = 127
-    encoder_channels: tuple[int, ...] = (96, 128, 256, 256, 256, 256)
-    encoder_shortcuts: tuple[str, ...] = ("none", "conv", "conv", "none", "conv", "identity")
-    first_kernel: int = 7
-    fc_features: int = 1024
-    hidden_channels: int = 128
-    grid: int = 4
-    gate_kernel: int = 3
-    decoder_channels: tuple[int, ...] = (128, 128, 64, 32)
-    decoder_shortcuts: tuple[str, ...] = ("identity", "identity", "conv", "mid")
-    resolution: int = 32
-    num_classes: int = 2
-    leak: float = 0.01
-    norm: str = "none"
-
-    def __post_init__(self):
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        if len(self.encoder_channels) != len(self.encoder_shortcuts):
-            raise ValueError("encoder_channels and encoder_shortcuts need one entry per stage")
-        if len(self.decoder_channels) != len(self.decoder_shortcuts):
-            raise ValueError("decoder_channels and decoder_shortcuts need one entry per stage")
-        if not set(self.encoder_shortcuts + self.decoder_shortcuts) <= set(SHORTCUTS):
-            raise ValueError(f"shortcuts must be among {SHORTCUTS}")
-        steps = math.log2(self.resolution / self.grid)
-        if steps != int(steps) or steps < 0 or len(self.decoder_channels) < steps:
-            raise ValueError(
-                f"resolution {self.resolution} must be grid {self.grid} * 2^n with at least n decoder stages"
-            )
-        for widths, shortcuts in (
-            ((3,) + self.encoder_channels, self.encoder_shortcuts),
-            ((self.hidden_channels,) + self.decoder_channels, self.decoder_shortcuts),
-        ):
-            for stage, kind in enumerate(shortcuts):
-                if kind == "identity" and widths[stage] != widths[stage + 1]:
-                    raise ValueError(f"an identity shortcut needs equal widths, got {widths[stage]} -> {widths[stage + 1]}")
-        if self.encoder_output_size < 1:
-            raise ValueError(f"input_size {self.input_size} is too small for {len(self.encoder_channels)} poolings")
-
-    @property
-    def unpool_stages(self) -> int:
-        return int(math.log2(self.resolution / self.grid))
-
-    @property
-    def encoder_output_size(self) -> int:
-        size = self.input_size
-        for _ in self.encoder_channels:
-            size = size // 2 + 1  # 2x2 max pooling, stride 2, padding 1
-        return size
-
-    @classmethod
-    def small(cls) -> "R2N2Config":
-        """The embedded default's scale: the same architecture, narrow enough that a few hundred
-        steps of batch 8 run in minutes on two CPU cores."""
-        return cls(
-            encoder_channels=(8, 16, 32, 32, 64, 64),
-            fc_features=256,
-            hidden_channels=32,
-            decoder_channels=(32, 16, 8),
-            decoder_shortcuts=("identity", "conv", "conv"),
-            norm="batch",
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "R2N2Config":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown r2n2 network keys: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 class ResidualBlock(nn.Module):

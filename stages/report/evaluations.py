@@ -1,17 +1,13 @@
 """A model's evaluation and training outputs, read and checked into dataclasses.
 
-The files (written by the eval and train stages; see stages.report.inputs for which are required):
+Every family's evaluation writes (see its `outputs` in stages.families):
 
     eval/{model}/summary.json            headline numbers and what was evaluated
-    eval/{model}/voxel_metrics.csv       CoReNet: rows iou/precision/recall, columns __void__,
-                                         classes..., __global__ (pandas to_csv, unnamed index)
-    eval/{model}/baseline_metrics.csv    the same for the constant-shape baseline
-    eval/{model}/iou_by_views.csv        3D-R2N2: views, threshold, class (or __mean__), iou
-    eval/{model}/scenes.parquet          optional: per test scene IoU and voxel counts
-    eval/{model}/qualitative/*.png       optional: `{index:02d}_{scene_id}.png` grids
+    eval/{model}/qualitative/*.png       optional: `{index:02d}_{item}.png` grids
     models/{model}/metrics.csv           training log: step, epoch, examples, loss, ...
 
-A file that exists but breaks this contract raises ReportInputError naming file and problem.
+and files of its own, which its report module reads (`Family.read_report`). A file that exists
+but breaks this contract raises ReportInputError naming file and problem.
 """
 
 from __future__ import annotations
@@ -28,16 +24,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from stages.report.inputs import FAMILIES, ReportInputError, check_evaluations, evaluation_files
+from stages.families import families, family_named
+from stages.report.inputs import ReportInputError, check_evaluations, evaluation_files
 from stages.report.references import paper_mean_iou
 
 VOID = "__void__"
 GLOBAL = "__global__"
 MEAN = "__mean__"
-METRIC_ROWS = ("iou", "precision", "recall")
 TRAINING_COLUMNS = ("step", "epoch", "examples", "loss")
-SCENE_COLUMNS = ("scene_id", "classes", "iou", "predicted_voxels", "true_voxels")
-VIEW_COLUMNS = ("views", "threshold", "class", "iou")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -88,8 +82,9 @@ class EvalSummary:
                 raise ReportInputError(f"{path}: missing key {key!r}")
         if data["model"] != model:
             raise ReportInputError(f"{path}: says model {data['model']!r}, but lies in the folder of {model!r}")
-        if data["family"] not in FAMILIES:
-            raise ReportInputError(f"{path}: family {data['family']!r} is not one of {', '.join(FAMILIES)}")
+        known_families = [f.name for f in families()]
+        if data["family"] not in known_families:
+            raise ReportInputError(f"{path}: family {data['family']!r} is not one of {', '.join(known_families)}")
         values = {key: _number(data.get(key), path, key) for key in cls.FLOATS}
         for key in cls.INTS:
             number = _number(data.get(key), path, key)
@@ -104,95 +99,23 @@ class EvalSummary:
         return cls(model=model, family=data["family"], extra=extra, **values)
 
 
-def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+def read_csv(path: Path, **kwargs) -> pd.DataFrame:
     try:
         return pd.read_csv(path, **kwargs)
     except (OSError, ValueError, pd.errors.ParserError) as err:
         raise ReportInputError(f"{path}: not a readable CSV: {err}") from None
 
 
-def _require_columns(frame: pd.DataFrame, columns, path: Path) -> None:
+def require_columns(frame: pd.DataFrame, columns, path: Path) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ReportInputError(f"{path}: missing columns {missing} (has {list(frame.columns)})")
 
 
-def _require_numeric(frame: pd.DataFrame, columns, path: Path) -> None:
+def require_numeric(frame: pd.DataFrame, columns, path: Path) -> None:
     for column in columns:
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise ReportInputError(f"{path}: column {column!r} is not numeric")
-
-
-@dataclass(frozen=True)
-class ClassMetrics:
-    """voxel_metrics.csv (or the baseline's): IoU, precision and recall per class."""
-
-    table: pd.DataFrame  # index: iou, precision, recall; columns: __void__, classes..., __global__
-
-    @classmethod
-    def read(cls, path: Path) -> "ClassMetrics":
-        table = _read_csv(path, index_col=0)
-        missing = [row for row in METRIC_ROWS if row not in table.index]
-        if missing:
-            raise ReportInputError(f"{path}: missing rows {missing} (has {list(table.index)})")
-        table = table.loc[list(METRIC_ROWS)]
-        _require_numeric(table, table.columns, path)
-        return cls(table.astype("float64"))
-
-    @property
-    def classes(self) -> list[str]:
-        return [c for c in self.table.columns if c not in (VOID, GLOBAL)]
-
-    def value(self, metric: str, column: str) -> float:
-        if column not in self.table.columns:
-            return math.nan
-        return float(self.table.at[metric, column])
-
-    @property
-    def mean_iou(self) -> float:
-        """Mean IoU over classes, skipping classes with no true positive (NaN)."""
-        values = self.table.loc["iou", self.classes].to_numpy(dtype="float64")
-        values = values[~np.isnan(values)]
-        return float(values.mean()) if len(values) else math.nan
-
-
-@dataclass(frozen=True)
-class ViewMetrics:
-    """iou_by_views.csv (3D-R2N2): IoU per number of views, threshold and class."""
-
-    table: pd.DataFrame
-
-    @classmethod
-    def read(cls, path: Path) -> "ViewMetrics":
-        table = _read_csv(path)
-        _require_columns(table, VIEW_COLUMNS, path)
-        _require_numeric(table, ("views", "threshold", "iou"), path)
-        table = table.assign(views=table["views"].astype("int64"), threshold=table["threshold"].round(6))
-        table["class"] = table["class"].astype(str)
-        duplicated = table.duplicated(["views", "threshold", "class"])
-        if duplicated.any():
-            row = table[duplicated].iloc[0]
-            raise ReportInputError(
-                f"{path}: more than one row for views={row['views']}, threshold={row['threshold']}, class={row['class']}"
-            )
-        return cls(table)
-
-    @property
-    def views(self) -> list[int]:
-        return sorted(int(v) for v in self.table["views"].unique())
-
-    @property
-    def thresholds(self) -> list[float]:
-        return sorted(float(t) for t in self.table["threshold"].unique())
-
-    @property
-    def classes(self) -> list[str]:
-        return sorted(c for c in self.table["class"].unique() if c != MEAN)
-
-    def iou(self, views: int, threshold: float, cls: str) -> float:
-        t = self.table
-        hit = t[(t["views"] == views) & (np.isclose(t["threshold"], threshold)) & (t["class"] == cls)]
-        return float(hit["iou"].iloc[0]) if len(hit) else math.nan
 
 
 @dataclass(frozen=True)
@@ -203,10 +126,10 @@ class TrainingLog:
 
     @classmethod
     def read(cls, path: Path) -> "TrainingLog":
-        frame = _read_csv(path)
-        _require_columns(frame, TRAINING_COLUMNS, path)
+        frame = read_csv(path)
+        require_columns(frame, TRAINING_COLUMNS, path)
         numeric = [c for c in (*TRAINING_COLUMNS, "lr", "examples_per_s", "elapsed_s", "val_iou", "iou") if c in frame]
-        _require_numeric(frame, [c for c in numeric if frame[c].notna().any()], path)
+        require_numeric(frame, [c for c in numeric if frame[c].notna().any()], path)
         return cls(frame.sort_values("examples", kind="stable").reset_index(drop=True))
 
     def column(self, name: str) -> pd.Series | None:
@@ -222,23 +145,6 @@ class TrainingLog:
     def best(self, name: str) -> float:
         values = self.column(name)
         return float(values.max()) if values is not None else math.nan
-
-
-@dataclass(frozen=True)
-class SceneResults:
-    """scenes.parquet: IoU and voxel counts of every test scene."""
-
-    frame: pd.DataFrame
-
-    @classmethod
-    def read(cls, path: Path) -> "SceneResults":
-        try:
-            frame = pd.read_parquet(path)
-        except (OSError, ValueError) as err:
-            raise ReportInputError(f"{path}: not a readable Parquet file: {err}") from None
-        _require_columns(frame, SCENE_COLUMNS, path)
-        _require_numeric(frame, ("iou", "predicted_voxels", "true_voxels"), path)
-        return cls(frame[list(SCENE_COLUMNS)].reset_index(drop=True))
 
 
 @dataclass(frozen=True)
@@ -272,13 +178,12 @@ class QualitativeImage:
 
 @dataclass(frozen=True)
 class ModelEvaluation:
+    """One model's outputs: `data` is what its family's `read_report` made of its own files."""
+
     name: str
     summary: EvalSummary
     training: TrainingLog
-    metrics: ClassMetrics | None = None
-    baseline: ClassMetrics | None = None
-    views: ViewMetrics | None = None
-    scenes: SceneResults | None = None
+    data: object = None
     qualitative: list[QualitativeImage] = field(default_factory=list)
 
     @property
@@ -288,19 +193,14 @@ class ModelEvaluation:
 
 def _read_model(results: Path, summary: EvalSummary) -> ModelEvaluation:
     model = summary.model
-    files = evaluation_files(results, model, summary.family)
-    evaluation = results / "eval" / model
-    baseline_file = evaluation / "baseline_metrics.csv"
-    scenes_file = evaluation / "scenes.parquet"
-    images = sorted((evaluation / "qualitative").glob("*.png"))
+    family = family_named(summary.family)
+    files = family.output_paths(results, model)
+    images = sorted((results / "eval" / model / "qualitative").glob("*.png"))
     return ModelEvaluation(
         name=model,
         summary=summary,
         training=TrainingLog.read(files["training"]),
-        metrics=ClassMetrics.read(files["metrics"]) if "metrics" in files else None,
-        baseline=ClassMetrics.read(baseline_file) if baseline_file.is_file() else None,
-        views=ViewMetrics.read(files["views"]) if "views" in files else None,
-        scenes=SceneResults.read(scenes_file) if scenes_file.is_file() else None,
+        data=family.read_report(files),
         qualitative=[QualitativeImage.read(p, i) for i, p in enumerate(images)],
     )
 
@@ -311,7 +211,10 @@ def read_models(results: str | os.PathLike, models: list[str]) -> list[ModelEval
     The summaries come first: a model's family (in its summary) decides which files it needs.
     """
     results = Path(results)
-    check_evaluations(results, models, roles=("summary",))
-    summaries = [EvalSummary.read(evaluation_files(results, m)["summary"], m) for m in models]
-    check_evaluations(results, models, {s.model: s.family for s in summaries})
+    for model in models:
+        path = results / "eval" / model / "summary.json"
+        if not path.is_file():
+            check_evaluations(results, {model: None})
+    summaries = [EvalSummary.read(results / "eval" / m / "summary.json", m) for m in models]
+    check_evaluations(results, {s.model: s.family for s in summaries})
     return [_read_model(results, summary) for summary in summaries]

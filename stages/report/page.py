@@ -26,7 +26,7 @@ from stages.report.markup import (
     table,
     text_cell,
 )
-from stages.report.model_section import FAMILY_NAMES, describe, model_anchor, model_section
+from stages.report.model_section import describe, family_title, model_anchor, model_section
 from stages.report.plots import Series, bar_chart, line_plot
 from stages.report.provenance import Provenance
 from stages.report.references import PAPER_LABEL
@@ -71,7 +71,7 @@ def overview_section(evaluations: list[ModelEvaluation]) -> str:
         data = f"{s.dataset or DASH}/{s.realism or DASH}"
         rows.append([
             text_cell(m, id=slug("overview", m, "model"), header=True),
-            text_cell(FAMILY_NAMES.get(s.family, s.family)),
+            text_cell(family_title(s.family)),
             text_cell(s.task or DASH),
             text_cell(data),
             text_cell(s.scale or DASH),

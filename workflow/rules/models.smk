@@ -1,50 +1,61 @@
-# Model rules: train_<model> and eval_<model> for every config/models/<model>.yaml, so that
-# `snakemake eval_h7` works whether or not h7 is in models.run. A model's data (dataset,
-# realism, ground-truth resolution) comes from its config file and the chosen scale.
+# Model rules: one training rule and one evaluation rule over a {model} wildcard, for every
+# config/models/<model>.yaml of every family (stages.families). Each model file is read and
+# checked here, when the DAG is built, so a bad file fails before any job runs. A model's data
+# (the family's input roles) and its evaluation's outputs come from its family; the evaluation
+# rule is written once and instantiated per family because its output files differ. The targets
+# `train_<model>` and `eval_<model>` (snakemake eval_h7) are aliases of those rules' outputs (rules
+# without a command, so Snakemake runs them locally, never as cluster jobs).
+from stages.families import DataLayout, families, family_named, input_options
+from stages.model_config import load_model_spec
 
 
-def model_file(name):
-    import yaml
-
-    return yaml.safe_load((Path(MODEL_CONFIGS) / f"{name}.yaml").read_text())
-
-
-def model_family(name):
-    return model_file(name).get("family", "corenet")
-
-
-def model_data(name):
-    """(dataset, realism, ground-truth resolution) of a model at the configured scale; the
-    stage (stages/model_config.py) validates the whole file when it runs."""
-    path = Path(MODEL_CONFIGS) / f"{name}.yaml"
-    spec = model_file(name)
+def _model_specs():
     scale = config["models"]["scale"]
-    try:
-        block = spec["scale"][scale]
-        resolution = block.get("eval_resolution", block["resolution"])
-        return spec.get("dataset", "single"), spec.get("realism", "low"), resolution
-    except (KeyError, TypeError, AttributeError):
-        raise ValueError(f"{path}: no scale.{scale} block with a resolution") from None
+    return {p.stem: load_model_spec(p, scale) for p in sorted(Path(MODEL_CONFIGS).glob("*.yaml"))}
+
+
+MODEL_SPECS = _model_specs()
+MODEL_FAMILIES = {name: spec.family for name, spec in MODEL_SPECS.items()}
+LAYOUT = DataLayout(results=RESULTS, config=config, split_shards=split_shards)
 
 
 def model_names():
-    return sorted(p.stem for p in Path(MODEL_CONFIGS).glob("*.yaml"))
+    return sorted(MODEL_SPECS)
 
 
-def model_shards(name, split, table):
-    """Input shards of one table for a model: scenes, renders (its realism) or voxels (its
-    evaluation resolution), one per scene shard of its dataset's split."""
-    dataset, realism, resolution = model_data(name)
-    if dataset not in config["scenes"]["datasets"]:
+def model_family(name):
+    if name not in MODEL_SPECS:
         raise ValueError(
-            f"model {name} trains on dataset {dataset!r}, which config scenes.datasets "
-            f"does not define (it has {sorted(config['scenes']['datasets'])})"
+            f"model {name!r} has no config file {MODEL_CONFIGS}/{name}.yaml (known: {', '.join(model_names())})"
         )
-    scenes = split_shards(dataset, split)
-    if table == "scenes":
-        return scenes
-    level = realism if table == "renders" else resolution
-    return [p.replace(f"{RESULTS}/scenes/", f"{RESULTS}/{table}/{level}/") for p in scenes]
+    return family_named(MODEL_FAMILIES[name])
+
+
+def model_inputs(stage):
+    """Input function: the model's data files by role for `stage` (train or eval)."""
+
+    def inputs(wildcards):
+        spec = MODEL_SPECS[wildcards.model]
+        return family_named(spec.family).input_files(spec, stage, LAYOUT)
+
+    return inputs
+
+
+def data_options(stage):
+    """Params function: the family's `--<role> PATH...` options from the job's inputs."""
+
+    def options(wildcards, input):
+        family = model_family(wildcards.model)
+        roles = family.train_inputs if stage == "train" else family.eval_inputs
+        return input_options({role: input[role] for role in roles})
+
+    return options
+
+
+def eval_outputs(name):
+    """Everything eval_<name> writes (files only) and the training log: the targets of `all`."""
+    paths = model_family(name).output_paths(RESULTS, name)
+    return [str(p) for role, p in paths.items() if role != "qualitative"]
 
 
 def launcher(module):
@@ -70,84 +81,76 @@ def overrides():
     return " ".join(options)
 
 
-def eval_outputs(name):
-    if model_family(name) == "r2n2":
-        tables = [f"{RESULTS}/eval/{name}/iou_by_views.csv"]
-    else:
-        tables = [
-            f"{RESULTS}/eval/{name}/voxel_metrics.csv",
-            f"{RESULTS}/eval/{name}/baseline_metrics.csv",
-        ]
-    return [f"{RESULTS}/eval/{name}/summary.json", *tables, f"{RESULTS}/models/{name}/metrics.csv"]
+def _family_outputs(family):
+    """The evaluation rule's outputs: the family's list, with report() where it asks for it."""
+    outputs = {}
+    for out in family.outputs:
+        path = f"{RESULTS}/eval/{{model}}/{out.name}"
+        if out.directory:
+            path = directory(path)
+        if out.report is not None:
+            category, caption = out.report
+            extra = {"patterns": ["{name}.png"]} if out.directory else {}
+            path = report(path, category=category, subcategory="{model}", caption=f"../report/{caption}", **extra)
+        outputs[out.role] = path
+    return outputs
 
 
-R2N2_VIEWS = f"{RESULTS}/r2n2/views.parquet"
+wildcard_constraints:
+    model="|".join(model_names()) or "no-model",
 
 
-for _model in [m for m in model_names() if model_family(m) == "r2n2"]:
+rule train:
+    input:
+        unpack(model_inputs("train")),
+        config=f"{MODEL_CONFIGS}/{{model}}.yaml",
+    output:
+        model=f"{RESULTS}/models/{{model}}/model.pt",
+        metrics=report(
+            f"{RESULTS}/models/{{model}}/metrics.csv",
+            category="Training",
+            subcategory="{model}",
+            caption="../report/training_curve.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/train/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{model}}.tsv"
+    conda:
+        "../../envs/gpu.yaml"
+    container:
+        CUDA_IMAGE
+    threads: threads_for("train")
+    resources:
+        mem_mb=mem_for("train"),
+        gpu=config["models"].get("gpus", 0),
+    params:
+        scale=config["models"]["scale"],
+        out_dir=lambda wc, output: str(Path(output.model).parent),
+        data=data_options("train"),
+        device=device(),
+        overrides=overrides(),
+    shell:
+        launcher("stages.train")
+        + " --model-config {input.config} --scale {params.scale} {params.data}"
+        " --out-dir {params.out_dir} --device {params.device} --threads {threads}"
+        " {params.overrides} 2> {log}"
+
+
+for _family in families():
 
     rule:
         name:
-            f"train_{_model}"
+            f"evaluate_{_family.name}"
         input:
-            config=str(Path(MODEL_CONFIGS) / f"{_model}.yaml"),
-            views=R2N2_VIEWS,
+            unpack(model_inputs("eval")),
+            model=f"{RESULTS}/models/{{model}}/model.pt",
         output:
-            model=f"{RESULTS}/models/{_model}/model.pt",
-            metrics=report(
-                f"{RESULTS}/models/{_model}/metrics.csv",
-                category="Training",
-                subcategory=_model,
-                caption="../report/training_curve.rst",
-            ),
+            **_family_outputs(_family),
         log:
-            f"{RESULTS}/logs/train/{_model}.log",
+            f"{RESULTS}/logs/eval/{{model}}.log",
         benchmark:
-            f"{RESULTS}/benchmarks/train/{_model}.tsv"
-        conda:
-            "../../envs/gpu.yaml"
-        container:
-            CUDA_IMAGE
-        threads: threads_for("train")
-        resources:
-            mem_mb=mem_for("train"),
-            gpu=config["models"].get("gpus", 0),
-        params:
-            scale=config["models"]["scale"],
-            out_dir=lambda wc, output: str(Path(output.model).parent),
-            device=device(),
-            overrides=overrides(),
-        shell:
-            launcher("stages.train")
-            + " --model-config {input.config} --scale {params.scale} --views {input.views}"
-            " --out-dir {params.out_dir} --device {params.device} --threads {threads}"
-            " {params.overrides} 2> {log}"
-
-    rule:
-        name:
-            f"eval_{_model}"
-        input:
-            model=f"{RESULTS}/models/{_model}/model.pt",
-            views=R2N2_VIEWS,
-        output:
-            summary=f"{RESULTS}/eval/{_model}/summary.json",
-            metrics=report(
-                f"{RESULTS}/eval/{_model}/iou_by_views.csv",
-                category="Evaluation",
-                subcategory=_model,
-                caption="../report/voxel_metrics.rst",
-            ),
-            qualitative=report(
-                directory(f"{RESULTS}/eval/{_model}/qualitative"),
-                patterns=["{name}.png"],
-                category="Qualitative",
-                subcategory=_model,
-                caption="../report/qualitative.rst",
-            ),
-        log:
-            f"{RESULTS}/logs/eval/{_model}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/eval/{_model}.tsv"
+            f"{RESULTS}/benchmarks/eval/{{model}}.tsv"
         conda:
             "../../envs/gpu.yaml"
         container:
@@ -156,103 +159,32 @@ for _model in [m for m in model_names() if model_family(m) == "r2n2"]:
         resources:
             mem_mb=mem_for("eval"),
             gpu=min(1, config["models"].get("gpus", 0)),
+        wildcard_constraints:
+            model="|".join(m for m in model_names() if MODEL_FAMILIES[m] == _family.name)
+            or "no-model",
         params:
             out_dir=lambda wc, output: str(Path(output.summary).parent),
+            data=data_options("eval"),
             device=device(),
             qualitative=config["models"].get("qualitative", 8),
         shell:
-            "python -m stages.eval_r2n2 --model {input.model} --views {input.views}"
+            "python -m stages.eval --model {input.model} {params.data}"
             " --out-dir {params.out_dir} --qualitative {params.qualitative}"
             " --device {params.device} --threads {threads} 2> {log}"
 
 
-for _model in [m for m in model_names() if model_family(m) == "corenet"]:
+for _model in model_names():
 
     rule:
         name:
             f"train_{_model}"
         input:
-            config=str(Path(MODEL_CONFIGS) / f"{_model}.yaml"),
-            scenes=lambda wc, m=_model: model_shards(m, "train", "scenes"),
-            renders=lambda wc, m=_model: model_shards(m, "train", "renders"),
-            voxels=lambda wc, m=_model: model_shards(m, "train", "voxels"),
-        output:
-            model=f"{RESULTS}/models/{_model}/model.pt",
-            metrics=report(
-                f"{RESULTS}/models/{_model}/metrics.csv",
-                category="Training",
-                subcategory=_model,
-                caption="../report/training_curve.rst",
-            ),
-        log:
-            f"{RESULTS}/logs/train/{_model}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/train/{_model}.tsv"
-        conda:
-            "../../envs/gpu.yaml"
-        container:
-            CUDA_IMAGE
-        threads: threads_for("train")
-        resources:
-            mem_mb=mem_for("train"),
-            gpu=config["models"].get("gpus", 0),
-        params:
-            scale=config["models"]["scale"],
-            out_dir=lambda wc, output: str(Path(output.model).parent),
-            device=device(),
-            overrides=overrides(),
-        shell:
-            launcher("stages.train") + " --model-config {input.config} --scale {params.scale}"
-            " --scenes {input.scenes} --renders {input.renders} --voxels {input.voxels}"
-            " --out-dir {params.out_dir} --device {params.device} --threads {threads}"
-            " {params.overrides} 2> {log}"
+            f"{RESULTS}/models/{_model}/model.pt",
+            f"{RESULTS}/models/{_model}/metrics.csv",
 
     rule:
         name:
             f"eval_{_model}"
         input:
-            model=f"{RESULTS}/models/{_model}/model.pt",
-            scenes=lambda wc, m=_model: model_shards(m, "test", "scenes"),
-            renders=lambda wc, m=_model: model_shards(m, "test", "renders"),
-            voxels=lambda wc, m=_model: model_shards(m, "test", "voxels"),
-            train_scenes=lambda wc, m=_model: model_shards(m, "train", "scenes"),
-            train_voxels=lambda wc, m=_model: model_shards(m, "train", "voxels"),
-        output:
-            summary=f"{RESULTS}/eval/{_model}/summary.json",
-            metrics=report(
-                f"{RESULTS}/eval/{_model}/voxel_metrics.csv",
-                category="Evaluation",
-                subcategory=_model,
-                caption="../report/voxel_metrics.rst",
-            ),
-            baseline=f"{RESULTS}/eval/{_model}/baseline_metrics.csv",
-            scenes=f"{RESULTS}/eval/{_model}/scenes.parquet",
-            qualitative=report(
-                directory(f"{RESULTS}/eval/{_model}/qualitative"),
-                patterns=["{name}.png"],
-                category="Qualitative",
-                subcategory=_model,
-                caption="../report/qualitative.rst",
-            ),
-        log:
-            f"{RESULTS}/logs/eval/{_model}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/eval/{_model}.tsv"
-        conda:
-            "../../envs/gpu.yaml"
-        container:
-            CUDA_IMAGE
-        threads: threads_for("eval")
-        resources:
-            mem_mb=mem_for("eval"),
-            gpu=min(1, config["models"].get("gpus", 0)),
-        params:
-            out_dir=lambda wc, output: str(Path(output.summary).parent),
-            device=device(),
-            qualitative=config["models"].get("qualitative", 8),
-        shell:
-            "python -m stages.eval --model {input.model} --scenes {input.scenes}"
-            " --renders {input.renders} --voxels {input.voxels}"
-            " --train-scenes {input.train_scenes} --train-voxels {input.train_voxels}"
-            " --out-dir {params.out_dir} --qualitative {params.qualitative}"
-            " --device {params.device} --threads {threads} 2> {log}"
+            eval_outputs(_model),
+

@@ -12,7 +12,9 @@ localrules:
 
 rule report:
     input:
-        evaluations=report_inputs(RESULTS, config.get("models", {}).get("run", [])),
+        evaluations=report_inputs(
+            RESULTS, {m: model_family(m).name for m in config.get("models", {}).get("run", [])}
+        ),
         meshes=mesh_shards(),
         quarantine=mesh_shards("quarantine"),
         scenes=[

@@ -7,11 +7,13 @@ A checkpoint is a plain dict of tensors and primitive values (no pickled classes
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import torch
+
+from ..atomic import atomic_write
+from ..errors import StageError
 
 FORMAT = 1
 STEP_FILE = re.compile(r"step-(\d{9})\.pt$")
@@ -19,20 +21,14 @@ STEP_FILE = re.compile(r"step-(\d{9})\.pt$")
 WEIGHTS = ("recon3d-model", "recon3d-checkpoint")
 
 
-class CheckpointError(ValueError):
-    pass
+class CheckpointError(StageError):
+    """A checkpoint file that is missing, truncated, foreign or of another kind; names the file."""
 
 
 def save(path: str | Path, payload: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save({"format": FORMAT, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write `payload` (plus the format number) to `path` atomically: a crash or a full disk
+    leaves the previous file, never a partial one under the final name."""
+    return atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **payload}, tmp))
 
 
 def step_path(directory: str | Path, step: int) -> Path:

@@ -7,33 +7,33 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
-from .model_config import ModelSpec, spec_from_saved
-from .models.r2n2 import R2N2Config, Res3DGRU3, occupancy_probability, r2n2_loss
-from .r2n2_data import R2N2Views, ViewBatchSampler, collate_views, preprocess_view
-
-IOU_THRESHOLD = 0.4  # the released test code's voxel threshold
+from ...model_spec import ModelSpec
+from ...models.r2n2 import Res3DGRU3, occupancy_probability, r2n2_loss
+from ...training.task import TrainingTask
+from ...voxel_metrics import binary_iou
+from .data import R2N2Views, ViewBatchSampler, collate_views, preprocess_view
 
 
 def build_model(spec: ModelSpec) -> Res3DGRU3:
-    return Res3DGRU3(R2N2Config.from_dict(spec.network))
+    """The Res3D-GRU-3 network of `spec`, initialised from torch's current seed."""
+    return Res3DGRU3(spec.network)
 
 
-def batch_loss(model, batch: dict, device) -> tuple[torch.Tensor, dict]:
+def batch_loss(model, batch: dict, device, threshold: float) -> tuple[torch.Tensor, dict]:
+    """Cross-entropy of a batch, and its IoU at the occupancy `threshold` (one figure per batch)."""
     logits = model(batch["views"].to(device, non_blocking=True))
     voxels = batch["voxels"].to(device)
     loss = r2n2_loss(logits.float(), voxels)
     with torch.no_grad():
-        predicted = occupancy_probability(logits.float()) >= IOU_THRESHOLD
-        truth = voxels > 0
-        union = (predicted | truth).sum().item()
-        iou = (predicted & truth).sum().item() / union if union else 1.0
+        iou = binary_iou(occupancy_probability(logits.float()) >= threshold, voxels > 0)
     return loss, {"iou": iou}
 
 
-def training_task(spec: ModelSpec, views_table: str, limit: int | None = None):
-    from .train import TrainingTask
-
-    dataset = R2N2Views(views_table, "train", train=True, default_views=spec.train.max_views)
+def training_task(spec: ModelSpec, inputs, seed: int = 0, limit: int | None = None) -> TrainingTask:
+    """Batches of the training split of the view table (inputs: views, one Parquet file)."""
+    views_table = inputs["views"][0]
+    max_views = spec.train_options.max_views
+    dataset = R2N2Views(views_table, "train", train=True, default_views=max_views)
     if limit is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
     total_views = dataset.dataset.total_views if limit is not None else dataset.total_views
@@ -47,23 +47,21 @@ def training_task(spec: ModelSpec, views_table: str, limit: int | None = None):
 
     def epoch_batches(epoch, start, world, rank, batch_size, seed):
         views = ViewBatchSampler(index_batches(world, rank, seed, batch_size), total_views,
-                                 spec.train.max_views, train=True, seed=seed)
+                                 max_views, train=True, seed=seed)
         views.set_epoch(epoch)
         batches = list(views)[start:]  # the same draws as an uninterrupted epoch, minus those done
         return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_views,
                           num_workers=spec.train.loader_workers)
 
-    return TrainingTask(build_model(spec), lambda m, b, d, s: batch_loss(m, b, d), batches_per_epoch, epoch_batches)
+    threshold = spec.eval.threshold
+    return TrainingTask(build_model(spec), lambda m, b, d, s: batch_loss(m, b, d, threshold),
+                        batches_per_epoch, epoch_batches)
 
 
 @torch.no_grad()
-def predict_occupancy(payload: dict, images: list[np.ndarray], device) -> np.ndarray:
-    """Occupancy probability [32, 32, 32] ([z, y, x]) from any number of RGB views (137 px,
-    preprocessed like the test set: centre crop)."""
-    spec = spec_from_saved(payload["spec"])
-    model = build_model(spec)
-    model.load_state_dict(payload["model"])
-    model.to(device).eval()
+def predict_occupancy(model: Res3DGRU3, images: list[np.ndarray], device) -> np.ndarray:
+    """Occupancy probability [32, 32, 32] ([z, y, x]) from any number of RGB views (uint8
+    [137, 137, 3], preprocessed like the test set: background 240, centre crop)."""
     rgba = [np.concatenate([img, np.full(img.shape[:2] + (1,), 255, np.uint8)], -1) for img in images]
     views = np.stack([preprocess_view(v, False, np.random.default_rng(0)) for v in rgba])
     logits = model(torch.from_numpy(views)[None].to(device))

@@ -12,28 +12,17 @@ import itertools
 
 import torch
 
-from .model_config import ModelSpec
-from .models.corenet import CoReNet, CoReNetConfig
-from .models.losses import corenet_loss
-from .models.resnet import ResNetConfig
-from .scene_data import CLASS_NAMES, SceneDataset, collate, load_examples, subvoxel_offset
-
-
-def network_config(spec: ModelSpec) -> CoReNetConfig:
-    net = dict(spec.network)
-    encoder = {k: tuple(v) if isinstance(v, list) else v for k, v in net.pop("encoder", {}).items()}
-    net = {k: tuple(v) if isinstance(v, list) else v for k, v in net.items()}
-    num_classes = 2 if spec.task == "fg_bg" else len(CLASS_NAMES) + 1
-    return CoReNetConfig(
-        encoder=ResNetConfig(**encoder),
-        resolution=spec.resolution,
-        num_classes=num_classes,
-        input_size=spec.input_size,
-        **net,
-    )
+from ...model_spec import ModelConfigError, ModelSpec
+from ...models.corenet import CoReNet
+from ...models.losses import corenet_loss
+from ...scene_data import SceneDataset, collate, load_examples, subvoxel_offset
+from ...training.task import TrainingTask, indexed_task
+from ...voxel_metrics import binary_iou
+from .spec import network_config
 
 
 def build_model(spec: ModelSpec) -> CoReNet:
+    """The CoReNet network of `spec`, initialised from torch's current seed."""
     return CoReNet(network_config(spec))
 
 
@@ -45,7 +34,7 @@ def target_labels(spec: ModelSpec, labels: torch.Tensor) -> torch.Tensor:
 def class_weights(spec: ModelSpec, num_classes: int) -> torch.Tensor | None:
     if spec.task != "semantic":
         return None
-    weights = torch.full((num_classes,), float(spec.train.object_weight))
+    weights = torch.full((num_classes,), float(spec.train_options.object_weight))
     weights[0] = 1.0
     return weights
 
@@ -56,10 +45,7 @@ def batch_loss(model, spec: ModelSpec, batch: dict, device, weights=None) -> tup
     target = target_labels(spec, batch["labels"].to(device))
     loss = corenet_loss(spec.task, logits, target, weights)
     with torch.no_grad():
-        predicted = logits.argmax(1) > 0
-        truth = target > 0
-        union = (predicted | truth).sum().item()
-        iou = (predicted & truth).sum().item() / union if union else 1.0
+        iou = binary_iou(logits.argmax(1) > 0, target > 0)
     return loss, {"iou": iou}
 
 
@@ -95,5 +81,12 @@ def predicted_labels(spec: ModelSpec, probs: torch.Tensor, object_labels: list[t
     return winners * labels[:, None, None, None]
 
 
-def collate_batch(items):
-    return collate(items)
+def training_task(spec: ModelSpec, inputs, seed: int, limit: int | None) -> TrainingTask:
+    """Batches of training scenes (inputs: scenes, renders, voxels shards, one per scene shard)."""
+    model = build_model(spec)
+    dataset = make_dataset(spec, inputs["scenes"], inputs["renders"], inputs["voxels"], seed, limit)
+    if len(dataset) == 0:
+        raise ModelConfigError(f"{spec.name}: no training scenes in {', '.join(inputs['scenes'])}")
+    weights = class_weights(spec, model.config.num_classes)
+    return indexed_task(model, dataset, collate, lambda m, b, d, s: batch_loss(m, spec, b, d, weights),
+                        spec.train.loader_workers)

@@ -7,7 +7,7 @@ prediction is exact, so the IoU is 1 (the original would divide 0 by 0).
 
 The table (`iou_by_views_table`) has one row per (views, threshold, class) with the mean IoU over
 that class's samples, plus class `__mean__`: the mean over all samples (not over classes), the
-figure the paper reports.
+figure the paper reports. The thresholds are the model file's `eval.thresholds`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-THRESHOLDS: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5)
 MEAN_CLASS = "__mean__"
 COLUMNS = ["views", "threshold", "class", "iou"]
 
@@ -29,7 +28,7 @@ def _numpy(array) -> np.ndarray:
     return np.asarray(array)
 
 
-def threshold_iou(prob_fg, gt, thresholds: Sequence[float] = THRESHOLDS) -> np.ndarray:
+def threshold_iou(prob_fg, gt, thresholds: Sequence[float]) -> np.ndarray:
     """IoU per sample and threshold: float64 [N, len(thresholds)].
 
     prob_fg: occupancy probabilities [N, D, H, W] (numpy or torch); gt: 0/1 or bool, same shape.
@@ -65,7 +64,7 @@ def iou_records(
     class_names: Sequence[str],
     model_ids: Sequence[str],
     ious: np.ndarray,
-    thresholds: Sequence[float] = THRESHOLDS,
+    thresholds: Sequence[float],
 ) -> list[IoURecord]:
     """Records of a batch: `ious` is threshold_iou's [N, T] for the batch's N samples."""
     ious = np.asarray(ious)
