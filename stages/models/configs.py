@@ -85,6 +85,58 @@ class CoReNetConfig:
         return candidates[-4:]
 
 
+LAYOUTS = ("uniform", "corenet")
+# The released network: ResNet-50 and decoder widths on the grids 4^3..64^3 (reconstruction_decoder.py).
+CORENET_ENCODER = ResNetConfig(block="bottleneck", layers=(3, 4, 6, 3), widths=(64, 128, 256, 512), stem_width=64)
+CORENET_CHANNELS = (256, 128, 64, 32, 16)
+
+
+def layout_of(config: CoReNetConfig) -> str:
+    """The config's decoder layout; "uniform" for a CoReNetConfig without a `layout` field."""
+    return getattr(config, "layout", "uniform")
+
+
+def last_upscale_factor(config: CoReNetConfig) -> int:
+    """Upsampling of the corenet layout's last transposed conv (1 where the config has none)."""
+    return getattr(config, "last_upscale_factor", 1)
+
+
+@dataclass(frozen=True)
+class CoReNetLayoutConfig(CoReNetConfig):
+    """CoReNetConfig plus the choice of layout (see the module docstring).
+
+    layout: "uniform" or "corenet". With "corenet", `channels` has one entry per grid 4, 8, 16,
+    32, 64 (5 entries), every grid after the first gets a skip, and the last transposed conv
+    upsamples by last_upscale_factor (1 or 2) to `resolution` = 64 * last_upscale_factor; the
+    encoder must be ResNet-50 (CORENET_ENCODER). Raises ValueError on any other combination.
+    """
+
+    layout: str = "corenet"
+    last_upscale_factor: int = 2
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.layout == "uniform":
+            if self.last_upscale_factor != 1:
+                raise ValueError("last_upscale_factor is an option of the corenet layout only")
+            super().__post_init__()
+            return
+        if self.num_classes < 2:
+            raise ValueError("num_classes must be at least 2 (void + one class)")
+        if len(self.channels) != len(CORENET_CHANNELS):
+            raise ValueError(f"the corenet layout needs {len(CORENET_CHANNELS)} channel entries (grids 4..64), got {len(self.channels)}")
+        if self.last_upscale_factor not in (1, 2):
+            raise ValueError(f"last_upscale_factor must be 1 or 2, got {self.last_upscale_factor}")
+        if self.resolution != self.grids[-1] * self.last_upscale_factor:
+            raise ValueError(f"the corenet layout with last_upscale_factor {self.last_upscale_factor} has native "
+                             f"resolution {self.grids[-1] * self.last_upscale_factor}, got {self.resolution}")
+        if self.encoder != CORENET_ENCODER:
+            raise ValueError("the corenet layout needs the ResNet-50 encoder (bottleneck, 3-4-6-3, widths 64..512)")
+        if self.skip_final or self.position_channels or not self.skip_fraction > 0:
+            raise ValueError("the corenet layout has no final skip, no position channels and skip_fraction > 0")
+
+
 @dataclass(frozen=True)
 class R2N2Config:
     """input_size: square view side; encoder_channels/encoder_shortcuts: per encoder stage

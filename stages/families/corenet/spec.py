@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...model_spec import ModelSpec
-from ...models.configs import CoReNetConfig, ResNetConfig
+from ...models.configs import CoReNetConfig, CoReNetLayoutConfig, ResNetConfig
 from ...taxonomy import SYNSETS
 
 TASKS = ("fg_bg", "semantic")
@@ -14,7 +14,9 @@ TASKS = ("fg_bg", "semantic")
 @dataclass(frozen=True)
 class CorenetNetwork:
     """scale.<scale>.network: the encoder (a ResNet) and the decoder widths; the meaning of
-    every key is CoReNetConfig's (stages/models/configs.py)."""
+    every key is CoReNetConfig's (stages/models/configs.py). layout "corenet" (with
+    last_upscale_factor) is the released network layer for layer (CoReNetLayoutConfig), which
+    released checkpoints import into; "uniform" is this project's own (the small scale)."""
 
     encoder: ResNetConfig = field(default_factory=ResNetConfig)
     latent_channels: int = 512
@@ -22,6 +24,8 @@ class CorenetNetwork:
     skip_fraction: float = 0.5
     skip_final: bool = False
     position_channels: bool = False
+    layout: str = "uniform"
+    last_upscale_factor: int = 1
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,10 @@ def num_classes(spec: ModelSpec) -> int:
 def network_config(spec: ModelSpec) -> CoReNetConfig:
     """The CoReNetConfig of `spec`'s network at its native resolution and input size."""
     net = spec.network
-    return CoReNetConfig(
+    layout = {} if net.layout == "uniform" and net.last_upscale_factor == 1 else {
+        "layout": net.layout, "last_upscale_factor": net.last_upscale_factor}
+    return (CoReNetLayoutConfig if layout else CoReNetConfig)(
+        **layout,
         encoder=net.encoder,
         resolution=spec.resolution,
         num_classes=num_classes(spec),
