@@ -50,6 +50,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from stages.errors import StageError
+
 CHUNK = 1 << 20
 MARKER = ".extracted"
 
@@ -58,7 +60,7 @@ ARCHIVE_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, 
 ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 
 
-class DownloadError(Exception):
+class DownloadError(StageError):
     """A failure the user can act on; the message is one line naming the source or file."""
 
 

@@ -36,11 +36,11 @@ from stages.archives import (
     DownloadError,
     UnsafeArchiveError,
     _bar,
-    _one_line,
     _warn,
     file_sha256,
     safe_extract,
 )
+from stages.cli import run
 
 # Re-exported so that callers can keep importing the stage's whole API from here.
 __all__ = [
@@ -395,11 +395,11 @@ def main(argv: list[str] | None = None) -> int:
             "download: interrupted (a partial download stays as .part and resumes next time)", file=sys.stderr
         )
         return 130
-    except (DownloadError, OSError) as exc:
+    except (DownloadError, OSError):
+        # stages.cli.run prints the one-line reason and exits 1; STAGES_DEBUG adds the traceback.
         if _debugging():
             traceback.print_exc()
-        print(f"download: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        raise
     return 0
 
 
@@ -408,4 +408,4 @@ def _debugging() -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

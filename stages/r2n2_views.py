@@ -45,6 +45,7 @@ import pandera.pandas as pa
 import pyarrow
 from PIL import Image
 
+from stages.cli import run
 from stages.formats.binvox import read_binvox
 from stages.parallel import add_dask_arguments, chunk, dask_options, map_partitions
 from stages.tables import SPLITS, TableSpec, ShardWriter, pack_array, write_shard
@@ -405,4 +406,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from stages.cli import run
 from stages.parallel import add_dask_arguments, dask_options, map_partitions
 from stages.rendering.shading import SceneObject, render_object_ids, render_scene
 from stages.scene_geometry import PlacedScene, mesh_shard_files, place_scenes
@@ -108,4 +109,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -48,6 +48,7 @@ from PIL import Image
 
 from stages.atomic import atomic_path
 from stages.camera import look_at_rh, perspective_rh
+from stages.cli import run
 from stages.errors import one_line
 from stages.formats.binvox import write_binvox
 from stages.formats.mesh import MeshError
@@ -263,4 +264,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from stages.cli import run
 from stages.formats.obj import write_obj
 from stages.synthetic import generate_mesh, generator_name
 from stages.taxonomy import SYNSETS, class_name, resolve_synset
@@ -157,4 +158,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

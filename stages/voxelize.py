@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from stages.camera import world_to_voxel
+from stages.cli import run
 from stages.parallel import add_dask_arguments, chunk, dask_options, map_partitions
 from stages.scene_geometry import mesh_shard_files, place_scenes, transform
 from stages.tables import SCENES, VOXELS, ShardWriter, iter_batches, pack_array
@@ -96,4 +97,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

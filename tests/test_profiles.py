@@ -11,11 +11,13 @@ import sys
 import pytest
 import yaml
 
+from stages.families import families
+
 from snakemake_runs import REPO, job_counts, scratch_workdir, snakemake, workflow_rules
 
 SLURM = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-MODELS = ["h5", "h7", "y1", "m7", "m9", "r2n2"]
-GPU_RULES = ["voxelize_cuda"] + [f"{stage}_{model}" for stage in ("train", "eval") for model in MODELS]
+# The GPU rules: voxelize on CUDA, the one training rule, and one evaluation rule per model family.
+GPU_RULES = ["voxelize_cuda", "train"] + [f"evaluate_{family.name}" for family in families()]
 
 
 def dry_run_jobs(log: str) -> dict[str, dict]:
@@ -69,8 +71,8 @@ def test_gpu_rules_ask_for_gpus_through_the_plugins_resources(rule):
     assert "slurm_extra" not in resources
 
 
-def test_training_asks_for_the_same_gpus_for_every_model():
-    assert len({SLURM["set-resources"][f"train_{model}"]["gpu"] for model in MODELS}) == 1
+def test_evaluation_asks_for_the_same_gpus_for_every_family():
+    assert len({SLURM["set-resources"][f"evaluate_{family.name}"]["gpu"] for family in families()}) == 1
 
 
 def test_no_slurm_extra_and_no_empty_sections():
@@ -177,7 +179,7 @@ def test_the_paper_scale_dag_has_the_jobs_the_readme_states(tmp_path):
     expected = {
         "convert_shapenet": paper["meshes"]["shards"], "meshes_complete": 1, "make_scenes": sum(shards.values()),
         "render": per_level(paper["render"]["levels"]), "voxelize": per_level(paper["voxelize"]["resolutions"]),
-        **{f"{stage}_{m}": 1 for stage in ("train", "eval") for m in paper["models"]["run"]},
+        "train": models, "evaluate_corenet": models,
         "report": 1, "all": 1,
     }
     work = scratch_workdir(tmp_path)
@@ -189,4 +191,4 @@ def test_the_paper_scale_dag_has_the_jobs_the_readme_states(tmp_path):
         assert f"| {rule} | {counts[rule]:,} |" in section
     total = sum(counts.values())
     assert f"| total | {total:,} | {total - 3:,} SLURM jobs |" in section  # less meshes_complete, report, all
-    assert f"| train_h5 .. train_m9, eval_h5 .. eval_m9 | {2 * models} |" in section
+    assert f"| train, evaluate_corenet (h5 .. m9) | {2 * models} |" in section

@@ -173,7 +173,8 @@ def write_run(root: Path) -> tuple[Path, Path]:
     ]
     pd.DataFrame(rows).to_csv(r2n2 / "iou_by_views.csv", index=False)
     (r2n2 / "summary.json").write_text(json.dumps(
-        summary("r2n2", "r2n2", "fg_bg", r2n2_iou(5, 0.4, "__mean__"), R2N2_BASELINE, None)
+        summary("r2n2", "r2n2", "fg_bg", r2n2_iou(5, 0.4, "__mean__"), R2N2_BASELINE, None, threshold=0.4,
+                paper_mean_iou_by_views={"1": 0.56, "2": 0.603, "3": 0.617, "4": 0.625, "5": 0.634})
     ))
     pd.DataFrame({
         "scene_id": [f"single-test-{i:05d}" for i in range(len(SCENE_IOUS))],
@@ -571,13 +572,15 @@ def test_markup_in_inputs_is_escaped(run_copy):
 
 
 def test_rule_inputs_follow_the_family():
-    files = report_inputs("results", ["h5", "r2n2"])
+    files = report_inputs("results", {"h5": "corenet", "r2n2": "r2n2"})
     assert files == [
         "results/eval/h5/summary.json", "results/eval/h5/voxel_metrics.csv",
         "results/eval/h5/baseline_metrics.csv", "results/models/h5/metrics.csv",
         "results/eval/r2n2/summary.json", "results/eval/r2n2/iou_by_views.csv", "results/models/r2n2/metrics.csv",
     ]
-    assert set(evaluation_files("r", "m9")) == {"summary", "metrics", "baseline", "training"}
+    assert set(evaluation_files("r", "m9", "corenet")) == {"summary", "metrics", "baseline", "training"}
+    with pytest.raises(ReportInputError, match="model 'x': .*family must be one of"):
+        evaluation_files("r", "x", "nonsense")
 
 
 def test_benchmarks_summarise_per_rule(tmp_path):
@@ -632,6 +635,7 @@ def test_snakemake_rule_and_native_report(tmp_path):
         'configfile: "config.yaml"\n'
         'RESULTS = config["results"]\n'
         'CPU_IMAGE = "containers/recon3d-cpu.sif"\n'
+        'MODEL_FAMILIES = {"h5": "corenet", "m7": "corenet", "r2n2": "r2n2"}\n'
         "def mesh_shards(table='meshes'):\n"
         "    return [f'{RESULTS}/{table}/shard-{i:05d}.parquet' for i in range(config['meshes']['shards'])]\n"
         "def scene_shards(dataset):\n"

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from stages.cli import run
+from stages.errors import StageError
 from stages.report.build import build_report
-from stages.report.inputs import ReportInputError
 from stages.tables import SchemaViolation
 
 
@@ -32,12 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         out = build_report(args.results, args.models, args.config, args.out)
-    except (ReportInputError, SchemaViolation) as err:
-        print(f"report: {err}", file=sys.stderr)
-        return 1
+    except SchemaViolation as err:  # a ValueError, not a StageError: still bad input, one line
+        raise StageError(str(err)) from None
     print(f"report: wrote {out} ({len(args.models)} model(s))", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -25,12 +25,10 @@ import pandas as pd
 from PIL import Image
 
 from stages.families import families, family_named
-from stages.report.inputs import ReportInputError, check_evaluations, evaluation_files
+from stages.report.files import GLOBAL, MEAN, VOID, ReportInputError, read_csv, require_columns, require_numeric  # noqa: F401
+from stages.report.inputs import check_evaluations
 from stages.report.references import paper_mean_iou
 
-VOID = "__void__"
-GLOBAL = "__global__"
-MEAN = "__mean__"
 TRAINING_COLUMNS = ("step", "epoch", "examples", "loss")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -97,25 +95,6 @@ class EvalSummary:
         known = {"model", "family", "paper_mean_iou", *cls.FLOATS, *cls.INTS, *cls.TEXTS}
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(model=model, family=data["family"], extra=extra, **values)
-
-
-def read_csv(path: Path, **kwargs) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, **kwargs)
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise ReportInputError(f"{path}: not a readable CSV: {err}") from None
-
-
-def require_columns(frame: pd.DataFrame, columns, path: Path) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ReportInputError(f"{path}: missing columns {missing} (has {list(frame.columns)})")
-
-
-def require_numeric(frame: pd.DataFrame, columns, path: Path) -> None:
-    for column in columns:
-        if not pd.api.types.is_numeric_dtype(frame[column]):
-            raise ReportInputError(f"{path}: column {column!r} is not numeric")
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from stages.errors import StageError
-
-
-class ReportInputError(StageError):
-    """An input of the report is missing or does not hold what the contract says.
-
-    The message is one line naming the file and the problem; the CLI prints it and exits 1.
-    """
+from stages.report.files import ReportInputError
 
 
 class MissingEvaluation(ReportInputError):

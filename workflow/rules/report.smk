@@ -1,6 +1,7 @@
 # The HTML result report: one self-contained page of every evaluated model (config models.run),
 # the datasets, per-rule runtime and memory, and the run's provenance. The list of files each
-# model must have produced lives in stages.report.inputs, shared with the CLI's own check.
+# model must have produced lives in stages.report.inputs, shared with the CLI's own check; it
+# is the model's family's (MODEL_FAMILIES: model -> family, from rules/models.smk).
 import os
 
 from stages.report.inputs import report_inputs
@@ -13,7 +14,7 @@ localrules:
 rule report:
     input:
         evaluations=report_inputs(
-            RESULTS, {m: model_family(m).name for m in config.get("models", {}).get("run", [])}
+            RESULTS, {m: MODEL_FAMILIES.get(m) for m in config.get("models", {}).get("run", [])}
         ),
         meshes=mesh_shards(),
         quarantine=mesh_shards("quarantine"),

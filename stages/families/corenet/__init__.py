@@ -26,7 +26,7 @@ class CorenetFamily(Family):
         OutputFile("summary", "summary.json"),
         OutputFile("metrics", "voxel_metrics.csv", report=("Evaluation", "voxel_metrics.rst")),
         OutputFile("baseline", "baseline_metrics.csv"),
-        OutputFile("scenes", "scenes.parquet"),
+        OutputFile("scenes", "scenes.parquet", required=False),
         OutputFile("qualitative", "qualitative", directory=True, report=("Qualitative", "qualitative.rst")),
     )
     statistics = ("iou",)

@@ -12,20 +12,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from ...report.evaluations import (
-    GLOBAL,
-    MEAN,
-    VOID,
-    ModelEvaluation,
-    ReportInputError,
-    read_csv,
-    require_columns,
-    require_numeric,
-)
+from ...report.files import GLOBAL, MEAN, VOID, ReportInputError, read_csv, require_columns, require_numeric
 from ...report.markup import (
     DASH,
     Cell,
@@ -42,6 +34,9 @@ from ...report.markup import (
 )
 from ...report.plots import histogram
 from ...report.references import PAPER_LABEL
+
+if TYPE_CHECKING:
+    from ...report.evaluations import ModelEvaluation
 
 METRIC_ROWS = ("iou", "precision", "recall")
 SCENE_COLUMNS = ("scene_id", "classes", "iou", "predicted_voxels", "true_voxels")

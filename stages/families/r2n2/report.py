@@ -11,13 +11,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from ...report.evaluations import MEAN, ModelEvaluation, ReportInputError, read_csv, require_columns, require_numeric
+from ...report.files import MEAN, ReportInputError, read_csv, require_columns, require_numeric
 from ...report.markup import Cell, Column, number_cell, percent, section, slug, table, text_cell
 from ...report.references import PAPER_LABEL
+
+if TYPE_CHECKING:
+    from ...report.evaluations import ModelEvaluation
 
 VIEW_COLUMNS = ("views", "threshold", "class", "iou")
 DEFAULT_THRESHOLD = 0.4  # the released test code's TEST.VOXEL_THRESH, for summaries that do not say
