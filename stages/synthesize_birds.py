@@ -47,6 +47,7 @@ from scipy.spatial import Delaunay
 from tqdm import tqdm
 
 from stages.atomic import temporary_name
+from stages.cli import run
 from stages.cub_crop import crop_window
 from stages.errors import StageError
 from stages.formats import cub as cub_format
@@ -460,6 +461,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from stages.cli import run
-
     run(main)
