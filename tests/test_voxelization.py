@@ -506,6 +506,18 @@ def test_cuda_source_constants_match_cpu():
     assert cuda_mod.COMPILE_OPTIONS == ("--fmad=false",)
 
 
+def test_cuda_kernel_file_is_found_and_defines_every_kernel():
+    # kernels.cu sits beside cuda.py in the package and is read at run time (no GPU needed here).
+    path = Path(cuda_mod.__file__).with_name(cuda_mod.KERNEL_FILE)
+    assert path.is_file()
+    src = cuda_mod.kernel_source()
+    assert src == path.read_bytes().decode("utf-8") == cuda_mod.KERNEL_SOURCE
+    defined = re.findall(r'extern "C" __global__ void (\w+)\(', src)
+    assert sorted(defined) == sorted(cuda_mod.KERNEL_NAMES)
+    with pytest.raises(AttributeError):
+        cuda_mod.NO_SUCH_NAME  # noqa: B018 - the module's __getattr__ serves KERNEL_SOURCE only
+
+
 # ---------------------------------------------------------------------------------------------
 # CUDA kernels, compiled for the CPU and run one thread at a time
 
