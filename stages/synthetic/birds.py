@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from stages.synthetic import parts as P
+import stages.synthetic.parts as P
 
 KEYPOINT_NAMES = (
     "Back", "Beak", "Belly", "Breast", "Crown", "Forehead", "Left Eye", "Left Leg",

@@ -24,7 +24,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from stages.synthetic import devices, furniture, handheld, vehicles
+import stages.synthetic.devices as devices
+import stages.synthetic.furniture as furniture
+import stages.synthetic.handheld as handheld
+import stages.synthetic.vehicles as vehicles
 from stages.synthetic.parts import Mesh
 from stages.taxonomy import SYNSETS
 

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+import stages.synthetic.devices as devices
+import stages.synthetic.furniture as furniture
+import stages.synthetic.parts as P
 from stages.rendering.shading import SceneObject
-from stages.synthetic import devices, furniture
-from stages.synthetic import parts as P
 
 GRID = 0.05  # metres per cell of the free-space grid
 GAP = 0.05  # metres kept between footprints, and between a footprint and a wall

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stages.synthetic import parts as P
+import stages.synthetic.parts as P
 from stages.synthetic.parts import Mesh
 
 
