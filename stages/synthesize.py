@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from stages.atomic import write_text
 from stages.cli import run
 from stages.formats.obj import write_obj
 from stages.synthetic import generate_mesh, generator_name
@@ -64,12 +65,6 @@ def resolve_classes(classes: Sequence[str] | None) -> list[str]:
     if not wanted:
         raise ValueError("no classes requested")
     return [s for s in SYNSETS if s in wanted]
-
-
-def _write_json_atomic(path: Path, payload) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _model_json(mid: str, vertices: np.ndarray) -> dict:
@@ -115,12 +110,13 @@ def synthesize(out_dir: str | os.PathLike, per_class: int, seed: int,
                           f"stages.synthesize seed={seed} index={index} model_id={mid}\n"
                           "+y up, front -z, bounding box centred at the origin with diagonal 1")
                 write_obj(obj_path, vertices, faces, header=header)
-                _write_json_atomic(models / "model_normalized.json", _model_json(mid, vertices))
+                meta = json.dumps(_model_json(mid, vertices), indent=2) + "\n"
+                write_text(models / "model_normalized.json", meta)
                 written.append(obj_path)
                 bar.update(1)
     taxonomy = [{"synsetId": s, "name": class_name(s), "children": [], "numInstances": int(per_class)}
                 for s in synsets]
-    _write_json_atomic(out / "taxonomy.json", taxonomy)
+    write_text(out / "taxonomy.json", json.dumps(taxonomy, indent=2) + "\n")
     return written
 
 

@@ -5,22 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from stages.atomic import write_text
 from stages.report.benchmarks import read_benchmarks
 from stages.report.datasets import read_dataset_stats
 from stages.report.evaluations import read_models
 from stages.report.page import ReportData, render_page
 from stages.report.provenance import Provenance, collect_provenance
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary name beside `path`, then rename: no reader sees half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def collect(
@@ -49,5 +39,5 @@ def build_report(
     provenance: Provenance | None = None,
 ) -> Path:
     out = Path(out)
-    write_atomically(out, render_page(collect(results, models, configs, provenance)))
+    write_text(out, render_page(collect(results, models, configs, provenance)))
     return out
