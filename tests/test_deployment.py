@@ -191,7 +191,7 @@ def test_the_import_scan_sees_what_the_stages_need():
     )
     assert "cupy" in third_party_imports("stages.voxelize")  # through the CUDA backend
     assert "PIL" in third_party_imports("stages.render")
-    assert "trimesh" in third_party_imports("stages.convert_shapenet")
+    assert "mapbox_earcut" in third_party_imports("stages.convert_shapenet")  # polygons, through formats.polygons
     assert providers("dask.distributed") == {"distributed"} and providers("PIL.Image") == {"pillow"}
 
 
@@ -226,14 +226,14 @@ def test_gpu_rules_use_the_gpu_environment_and_the_cuda_image():
     for rule in cpu.values():
         if not rule.shellcmd:  # rules without a command (all, meshes_complete) run nothing
             continue
-        if rule.name.startswith(("train_", "eval_")):  # the models: torch, on GPUs where there are
+        if rule.name == "train" or rule.name.startswith("evaluate_"):  # the models: torch, GPUs where there are
             assert rule.conda_env == GPU_ENV and rule.container == defaults["cuda"], rule
         elif rule.name == "report":
             assert rule.conda_env == ENVS / "report.yaml" and rule.container == defaults["cpu"], rule
         else:
             assert rule.conda_env == ENVS / "data.yaml", rule
             assert rule.container == defaults["cpu"], rule
-    assert {"train_h5", "eval_h5", "train_r2n2", "eval_r2n2", "report"} <= set(cpu)
+    assert {"train", "evaluate_corenet", "evaluate_r2n2", "train_h5", "eval_r2n2", "report"} <= set(cpu)
 
 
 # --- container definitions -------------------------------------------------------------------------

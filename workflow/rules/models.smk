@@ -5,95 +5,7 @@
 # rule is written once and instantiated per family because its output files differ. The targets
 # `train_<model>` and `eval_<model>` (snakemake eval_h7) are aliases of those rules' outputs (rules
 # without a command, so Snakemake runs them locally, never as cluster jobs).
-from stages.families import DataLayout, families, family_named, input_options
-from stages.model_config import load_model_spec
-
-
-def _model_specs():
-    scale = config["models"]["scale"]
-    return {p.stem: load_model_spec(p, scale) for p in sorted(Path(MODEL_CONFIGS).glob("*.yaml"))}
-
-
-MODEL_SPECS = _model_specs()
-MODEL_FAMILIES = {name: spec.family for name, spec in MODEL_SPECS.items()}
-LAYOUT = DataLayout(results=RESULTS, config=config, split_shards=split_shards)
-
-
-def model_names():
-    return sorted(MODEL_SPECS)
-
-
-def model_family(name):
-    if name not in MODEL_SPECS:
-        raise ValueError(
-            f"model {name!r} has no config file {MODEL_CONFIGS}/{name}.yaml (known: {', '.join(model_names())})"
-        )
-    return family_named(MODEL_FAMILIES[name])
-
-
-def model_inputs(stage):
-    """Input function: the model's data files by role for `stage` (train or eval)."""
-
-    def inputs(wildcards):
-        spec = MODEL_SPECS[wildcards.model]
-        return family_named(spec.family).input_files(spec, stage, LAYOUT)
-
-    return inputs
-
-
-def data_options(stage):
-    """Params function: the family's `--<role> PATH...` options from the job's inputs."""
-
-    def options(wildcards, input):
-        family = model_family(wildcards.model)
-        roles = family.train_inputs if stage == "train" else family.eval_inputs
-        return input_options({role: input[role] for role in roles})
-
-    return options
-
-
-def eval_outputs(name):
-    """Everything eval_<name> writes (files only) and the training log: the targets of `all`."""
-    paths = model_family(name).output_paths(RESULTS, name)
-    return [str(p) for role, p in paths.items() if role != "qualitative"]
-
-
-def launcher(module):
-    """torchrun with one process per GPU (or per CPU process when models.processes > 1)."""
-    if config["models"].get("gpus", 0) > 0:
-        return f"torchrun --standalone --nproc-per-node={{resources.gpu}} -m {module}"
-    processes = config["models"].get("processes", 1)
-    if processes > 1:
-        return f"torchrun --standalone --nproc-per-node={processes} -m {module}"
-    return f"python -m {module}"
-
-
-def device():
-    return "cuda" if config["models"].get("gpus", 0) > 0 else "auto"
-
-
-def overrides():
-    """--steps/--batch-size when the config overrides every model's (smoke runs, tests)."""
-    options = []
-    for key in ("steps", "batch_size"):
-        if config["models"].get(key):
-            options.append(f"--{key.replace('_', '-')} {config['models'][key]}")
-    return " ".join(options)
-
-
-def _family_outputs(family):
-    """The evaluation rule's outputs: the family's list, with report() where it asks for it."""
-    outputs = {}
-    for out in family.outputs:
-        path = f"{RESULTS}/eval/{{model}}/{out.name}"
-        if out.directory:
-            path = directory(path)
-        if out.report is not None:
-            category, caption = out.report
-            extra = {"patterns": ["{name}.png"]} if out.directory else {}
-            path = report(path, category=category, subcategory="{model}", caption=f"../report/{caption}", **extra)
-        outputs[out.role] = path
-    return outputs
+# The helpers (model specs, their families, input and output files) are in common.smk.
 
 
 wildcard_constraints:
@@ -151,6 +63,9 @@ for _family in families():
             f"{RESULTS}/logs/eval/{{model}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/eval/{{model}}.tsv"
+        wildcard_constraints:
+            model="|".join(m for m in model_names() if MODEL_FAMILIES[m] == _family.name)
+            or "no-model",
         conda:
             "../../envs/gpu.yaml"
         container:
@@ -159,9 +74,6 @@ for _family in families():
         resources:
             mem_mb=mem_for("eval"),
             gpu=min(1, config["models"].get("gpus", 0)),
-        wildcard_constraints:
-            model="|".join(m for m in model_names() if MODEL_FAMILIES[m] == _family.name)
-            or "no-model",
         params:
             out_dir=lambda wc, output: str(Path(output.summary).parent),
             data=data_options("eval"),
@@ -187,4 +99,3 @@ for _model in model_names():
             f"eval_{_model}"
         input:
             eval_outputs(_model),
-
