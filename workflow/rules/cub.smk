@@ -1,0 +1,1 @@
+# Rules of the cub data (filled in by the work on it).
