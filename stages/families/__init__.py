@@ -15,9 +15,11 @@ from typing import Mapping, Sequence
 from ..model_spec import ModelConfigError
 from .base import DataLayout, EvalOptions, Family, OutputFile, Prediction  # noqa: F401
 from .corenet import CORENET
+from .ioar import IOAR
 from .r2n2 import R2N2
+from .umr import UMR
 
-_FAMILIES: dict[str, Family] = {f.name: f for f in (CORENET, R2N2)}
+_FAMILIES: dict[str, Family] = {f.name: f for f in (CORENET, R2N2, UMR, IOAR)}
 
 
 def families() -> tuple[Family, ...]:
