@@ -1,0 +1,207 @@
+"""The IOAR network's parts against independent references: back-projection of a known voxel to
+its pixel, masked dense sparse convolutions against sums over the active set, BatchNorm over the
+active voxels against nn.BatchNorm1d, the active-box shortcut, surface-only propagation, losses."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from stages.families.ioar.spec import IOARNetwork
+from stages.models.ioar import IOARNet, ioar_losses, log_transform, project_points, upsample, voxel_points
+from stages.models.sparse3d import MaskedBatchNorm, MaskedConv3d, MaskedDown, MaskedUp, SparseUNet
+
+TINY = IOARNetwork(backbone="small", feature_channels=(8, 8, 8), image_size=(64, 48),
+                   voxel_sizes=(0.16, 0.08, 0.04), fusion=("mean", "transformer", "mean"), unet_base=(4, 4, 4))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# Back-projection ------------------------------------------------------------------------------
+
+# A 64 x 48 image with fx = fy = 50, cx = 31.5, cy = 23.5, sampled on a 16 x 12 map (stride 4):
+# K scales by 1/4, so fx' = 12.5, cx' = 7.875, cy' = 5.875. Voxel (1, 2, 25) of a grid at origin
+# (-0.5, 0.1, 1.0) with 4 cm voxels is the point (-0.46, 0.18, 2.0); a camera at the world origin
+# with identity rotation sees it at x/z = -0.23, y/z = 0.09, i.e. map pixel
+# u = 12.5 * -0.23 + 7.875 = 5, v = 12.5 * 0.09 + 5.875 = 7 (column 5, row 7).
+K = torch.tensor([[50.0, 0.0, 31.5], [0.0, 50.0, 23.5], [0.0, 0.0, 1.0]])
+ORIGIN = torch.tensor([-0.5, 0.1, 1.0])
+INDEX = torch.tensor([[1, 2, 25]])
+
+
+def test_a_known_voxel_projects_to_its_pixel():
+    point = voxel_points(INDEX, ORIGIN, 0.04)
+    assert torch.allclose(point, torch.tensor([[-0.46, 0.18, 2.0]]), atol=1e-6)
+    behind = torch.eye(4)
+    behind[:3, :3] = torch.diag(torch.tensor([1.0, -1.0, -1.0]))  # turned around: z < 0
+    poses = torch.stack([torch.eye(4), behind])
+    grid, z, valid = project_points(point, K.expand(2, 3, 3), poses, (12, 16), (48, 64))
+    u = (grid[0, 0, 0] + 1) / 2 * 15
+    v = (grid[0, 0, 1] + 1) / 2 * 11
+    assert u.item() == pytest.approx(5.0, abs=1e-5) and v.item() == pytest.approx(7.0, abs=1e-5)
+    assert z[0, 0].item() == pytest.approx(2.0, abs=1e-6) and z[1, 0].item() == pytest.approx(-2.0, abs=1e-6)
+    assert valid.tolist() == [[True], [False]]
+
+
+def test_the_model_samples_the_feature_of_that_pixel():
+    model = IOARNet(TINY).eval()
+    model.layer_norms[2] = nn.Identity()  # look at the fused value itself
+    rows, cols = torch.meshgrid(torch.arange(12.0), torch.arange(16.0), indexing="ij")
+    features = torch.zeros(1, 2, 8, 12, 16)  # [B, V, C, h, w]
+    features[0, 0, 0] = 100 * rows + cols
+    features[0, 0, 1] = 1.0
+    features[0, 1, 0] = 5000.0  # a second view that does not see the voxel (it looks away)
+    mask = torch.zeros(1, 1, 4, 4, 28, dtype=torch.bool)
+    mask[0, 0, 1, 2, 25] = True
+    away = torch.eye(4)
+    away[:3, :3] = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
+    batch = {"images": torch.zeros(1, 2, 3, 48, 64), "K": K.expand(1, 2, 3, 3), "origin": ORIGIN[None],
+             "cam_to_world": torch.stack([torch.eye(4), away])[None], "view_valid": torch.tensor([[True, True]])}
+    fused = model.back_project(2, features, mask, batch)
+    assert fused[0, 0, 1, 2, 25].item() == pytest.approx(705.0, abs=1e-3)  # row 7, column 5
+    assert fused[0, 1, 1, 2, 25].item() == pytest.approx(1.0, abs=1e-6)
+    assert fused[0, :, 0].abs().sum() == 0  # inactive voxels get nothing
+
+
+# Masked dense convolutions = sparse convolutions ---------------------------------------------
+
+
+def _random_active(shape, fraction, seed):
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.rand((1, 1, *shape), generator=generator) < fraction
+    x = torch.randn((1, 3, *shape), generator=generator, dtype=torch.float64) * mask
+    return x, mask
+
+
+def test_submanifold_conv_equals_the_sum_over_active_neighbours():
+    x, mask = _random_active((5, 6, 4), 0.4, 0)
+    conv = MaskedConv3d(3, 2).double()
+    out = conv(x, mask)
+    weight = conv.conv.weight.detach()  # [out, in, 3, 3, 3]
+    active = {tuple(p) for p in mask[0, 0].nonzero().tolist()}
+    for p in itertools.product(range(5), range(6), range(4)):
+        expected = torch.zeros(2, dtype=torch.float64)
+        if p in active:
+            for d in itertools.product((-1, 0, 1), repeat=3):
+                q = tuple(a + b for a, b in zip(p, d))
+                if q in active:
+                    expected += weight[:, :, d[0] + 1, d[1] + 1, d[2] + 1] @ x[0, :, q[0], q[1], q[2]]
+        assert torch.allclose(out[0, :, p[0], p[1], p[2]], expected, atol=1e-12), p
+
+
+def test_down_and_up_sampling_follow_the_active_set():
+    x, mask = _random_active((5, 4, 3), 0.3, 1)
+    down = MaskedDown(3, 2).double()
+    y, coarse = down(x, mask)
+    weight = down.conv.weight.detach()
+    active = mask[0, 0]
+    for c in itertools.product(range(3), range(2), range(2)):
+        children = [(2 * c[0] + a, 2 * c[1] + b, 2 * c[2] + e) for a, b, e in itertools.product((0, 1), repeat=3)]
+        children = [k for k in children if k[0] < 5 and k[1] < 4 and k[2] < 3 and active[k]]
+        assert bool(coarse[0, 0, c[0], c[1], c[2]]) == bool(children)
+        expected = sum((weight[:, :, k[0] % 2, k[1] % 2, k[2] % 2] @ x[0, :, k[0], k[1], k[2]] for k in children),
+                       torch.zeros(2, dtype=torch.float64))
+        assert torch.allclose(y[0, :, c[0], c[1], c[2]], expected, atol=1e-12)
+    up = MaskedUp(2, 3).double()
+    z = up(y, mask)
+    w = up.conv.weight.detach()  # [in, out, 2, 2, 2]
+    for p in itertools.product(range(5), range(4), range(3)):
+        parent = y[0, :, p[0] // 2, p[1] // 2, p[2] // 2]
+        expected = w[:, :, p[0] % 2, p[1] % 2, p[2] % 2].t() @ parent if active[p] else torch.zeros(3, dtype=torch.float64)
+        assert torch.allclose(z[0, :, p[0], p[1], p[2]], expected, atol=1e-12), p
+
+
+def test_batch_norm_uses_the_active_voxels_only():
+    x, mask = _random_active((6, 5, 4), 0.5, 2)
+    x = x + 3.0 * mask  # inactive zeros would pull the mean down if they were counted
+    norm = MaskedBatchNorm(3).double().train()
+    reference = nn.BatchNorm1d(3).double().train()
+    out = norm(x, mask)
+    rows = x.permute(0, 2, 3, 4, 1)[mask[:, 0]]  # [N_active, C]
+    expected = reference(rows)
+    assert torch.allclose(out.permute(0, 2, 3, 4, 1)[mask[:, 0]], expected, atol=1e-10)
+    assert torch.allclose(norm.running_mean, reference.running_mean, atol=1e-12)
+    assert torch.allclose(norm.running_var, reference.running_var, atol=1e-12)
+    assert out[~mask.expand_as(out)].abs().max() == 0
+
+
+def test_the_unet_on_the_active_box_equals_the_whole_grid():
+    torch.manual_seed(0)
+    net = SparseUNet(3, 4, 2).double().train()
+    x, mask = _random_active((16, 12, 8), 0.0, 3)
+    mask[0, 0, 5:11, 6:10, 2:7] = True  # a box away from the corner: the box path runs
+    x = torch.randn(x.shape, dtype=torch.float64) * mask
+    boxed = net(x, mask)
+    whole = net._forward(x, mask)
+    for a, b in zip(boxed, whole):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+# Surface-only propagation ---------------------------------------------------------------------
+
+
+class FixedOccupancy(nn.Module):
+    """Stands in for an occupancy UNet: class 1 (surface) where `surface` is set, else class 2."""
+
+    def __init__(self, surface: torch.Tensor, out_features: int):
+        super().__init__()
+        self.surface, self.out_features = surface, out_features
+
+    def forward(self, x, mask):
+        logits = torch.zeros((x.shape[0], 3, *x.shape[2:]))
+        logits[:, 2] = 1.0
+        logits[:, 1] = torch.where(self.surface, 2.0, 0.0)
+        return logits * mask, torch.zeros((x.shape[0], self.out_features, *x.shape[2:]))
+
+
+def test_only_surface_voxels_reach_the_next_level():
+    model = IOARNet(TINY).eval()
+    coarse = torch.zeros(1, 1, 2, 2, 2, dtype=torch.bool)
+    coarse[0, 0, 1, 0, 1] = True
+    medium = torch.zeros(1, 1, 4, 4, 4, dtype=torch.bool)
+    medium[0, 0, 2, 1, 3] = True  # a child of the coarse surface voxel: stays
+    medium[0, 0, 0, 0, 0] = True  # not a child: never active, so never carried on
+    model.occ_nets[0] = FixedOccupancy(coarse, model.occ_nets[0].out_features)
+    model.occ_nets[1] = FixedOccupancy(medium, model.occ_nets[1].out_features)
+    batch = {"images": torch.zeros(1, 2, 3, 48, 64), "K": K.expand(1, 2, 3, 3),
+             "cam_to_world": torch.eye(4).expand(1, 2, 4, 4), "view_valid": torch.tensor([[True, False]]),
+             "origin": ORIGIN[None], "dims": (8, 8, 8)}
+    with torch.no_grad():
+        out = model(batch)
+    masks = out["masks"]
+    assert masks[0].all()
+    assert torch.equal(masks[1], upsample(coarse, 2))
+    expected_fine = torch.zeros(1, 1, 8, 8, 8, dtype=torch.bool)
+    expected_fine[0, 0, 4:6, 2:4, 6:8] = True
+    assert torch.equal(masks[2], expected_fine)
+    assert out["tsdf"][~masks[2].expand_as(out["tsdf"])].abs().max() == 0
+    assert out["tsdf"].abs().max() <= 1.05
+
+
+def test_losses_follow_the_original():
+    masks = [torch.ones(1, 1, 1, 1, 2, dtype=torch.bool), torch.ones(1, 1, 1, 1, 2, dtype=torch.bool),
+             torch.tensor([True, True, False]).view(1, 1, 1, 1, 3)]
+    occupancy = {0: torch.zeros(1, 3, 1, 1, 2), 1: torch.zeros(1, 3, 1, 1, 2)}
+    occupancy[1][0, 1, 0, 0, 0] = 5.0  # right at voxel 0 (label 1), undecided at voxel 1
+    output = {"masks": masks, "occupancy": occupancy, "tsdf": torch.tensor([0.5, -0.2, 0.0]).view(1, 1, 1, 1, 3)}
+    targets = {"labels": [torch.tensor([[[[0, -1]]]]), torch.tensor([[[[1, 2]]]])],
+               "tsdf": torch.tensor([[[[0.25, -0.2, 1.0]]]]), "tsdf_mask": torch.tensor([[[[True, True, True]]]])}
+    loss, stats = ioar_losses(output, targets)
+    ce0 = np.log(3.0)  # one labelled coarse voxel, uniform logits
+    ce1 = (np.log(np.exp(5) + 2) - 5 + np.log(3.0)) / 2
+    l1 = (abs(np.log1p(0.5) - np.log1p(0.25)) + 0.0) / 2  # voxel 2 is inactive
+    assert loss.item() == pytest.approx(ce0 + ce1 + l1, rel=1e-6)
+    assert stats["occ_acc"] == pytest.approx(0.5)  # voxel 1's argmax is class 0, label 2
+    assert stats["tsdf_l1"] == pytest.approx(0.125)
+    assert torch.allclose(log_transform(torch.tensor([-1.0, 0.0, 2.0])),
+                          torch.tensor([-np.log(2.0), 0.0, np.log(3.0)], dtype=torch.float32))
