@@ -40,7 +40,24 @@ def tiny_r2n2(root: Path):
     return spec, {"views": [str(table)]}
 
 
-TINY_RUNS = {"corenet": tiny_corenet, "r2n2": tiny_r2n2}
+def tiny_umr(root: Path):
+    from stages import import_cub, synthesize_birds
+
+    synthesize_birds.main(["--out", str(root / "birds"), "--train", "4", "--val", "0", "--test", "0",
+                           "--size", "64", "--seed", "0", "--no-progress"])
+    import_cub.main(["--cub-root", str(root / "birds/CUB_200_2011"), "--annotations", str(root / "birds/cachedir"),
+                     "--parts", str(root / "birds/scops"), "--out", str(root / "tables"), "--splits", "train",
+                     "--no-progress"])
+    spec = load_model_spec(REPO / "config" / "models" / "umr.yaml", "small")
+    net = replace(spec.network, conv_channels=16, feature=16, latent=8, uv_channels=8, hypotheses=2)
+    net = replace(net, resnet=replace(net.resnet, widths=(4, 8, 8, 8), stem_width=4))
+    opts = replace(spec.train_options, stage1_steps=2, render_size=16, part_points=4)  # both stages
+    spec = replace(spec, network=net, train_options=opts,
+                   train=replace(spec.train, steps=3, batch_size=2, checkpoint_every=3, log_every=1))
+    return spec, {"train": [str(root / "tables" / "train.parquet")]}
+
+
+TINY_RUNS = {"corenet": tiny_corenet, "r2n2": tiny_r2n2, "umr": tiny_umr}
 
 
 def test_every_family_has_a_tiny_run():
