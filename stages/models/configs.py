@@ -145,7 +145,9 @@ class R2N2Config:
     grid, gate_kernel: the GRU state [hidden_channels, grid^3] and its convolution kernels;
     decoder_channels/decoder_shortcuts: per decoder stage, the first log2(resolution / grid) of
     which unpool x2 first ("mid" = a 3^3 convolution of the stage's first activation);
-    resolution: output grid side; num_classes: 2 (empty, occupied); leak: leaky ReLU slope;
+    resolution: output grid side; num_classes: 2 (empty, occupied logits: softmax, the
+    original) or 1 (one occupancy logit: sigmoid, the PaddlePaddle port's BCE variant); leak:
+    leaky ReLU slope;
     norm: "none" (the original) or "batch" (batch norm after every block convolution, which
     the small scale needs to learn in a few hundred steps without its activations drifting
     into the GRU's saturated range)."""
@@ -168,6 +170,8 @@ class R2N2Config:
     def __post_init__(self):
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.num_classes not in (1, 2):
+            raise ValueError(f"num_classes must be 1 (sigmoid occupancy) or 2 (softmax), got {self.num_classes}")
         if len(self.encoder_channels) != len(self.encoder_shortcuts):
             raise ValueError("encoder_channels and encoder_shortcuts need one entry per stage")
         if len(self.decoder_channels) != len(self.decoder_shortcuts):

@@ -14,11 +14,12 @@ Paper-scale defaults are the released ResidualGRUNet (models/res_gru_net.py, lib
 * decoder: three stages of zero-insertion unpooling (x2) then two 3^3 convolutions with leaky
   ReLU, widths 128, 128, 64, shortcuts identity, identity, 1x1 conv; a fourth stage at 32^3
   (width 32) whose shortcut is a third 3^3 convolution of its first activation; a final 3^3
-  convolution to 2 channels;
+  convolution to 2 channels (1 with `num_classes: 1`, the PaddlePaddle port's sigmoid output);
 * initialisation: weights ~ N(0, 2 / ((fan_in + fan_out) / 2)) (the original's 'msra' filler),
   biases 0.1.
 
-Inputs are views in [0, 1], as the released preprocessing scales them. Differences, on purpose:
+Inputs are views in [0, 1], as the released preprocessing scales them (the PaddlePaddle
+port's variant normalises them to [-1, 1]: stages.families.r2n2.data). Differences, on purpose:
 the gate fc output is laid out [C, D, H, W] (Theano's was [D, C, H, W]; a relabelling of a
 learned matrix); max pooling pads with -inf (Theano's padded pooling, with zeros, differs only
 where a whole window is negative). `norm="batch"` (the small scale only) adds batch norm after
@@ -182,11 +183,20 @@ class Res3DGRU3(nn.Module):
 
 
 def r2n2_loss(logits: torch.Tensor, voxels: torch.Tensor) -> torch.Tensor:
-    """Mean per-voxel cross-entropy (the original's SoftmaxWithLoss3D): logits [B, 2, D, H, W],
-    voxels [B, D, H, W] with 0 (empty) / 1 (occupied)."""
+    """Mean per-voxel loss; voxels [B, D, H, W] with 0 (empty) / 1 (occupied).
+
+    logits [B, 2, D, H, W]: cross-entropy of the softmax (the original's SoftmaxWithLoss3D);
+    logits [B, 1, D, H, W]: binary cross-entropy of the sigmoid (the PaddlePaddle port's
+    paddle.nn.BCELoss on a sigmoid output, computed from the logit for numerical safety; the
+    port's x10 weight is the family's `train.loss_weight`)."""
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0], voxels.to(logits.dtype))
     return F.cross_entropy(logits, voxels.long())
 
 
 def occupancy_probability(logits: torch.Tensor) -> torch.Tensor:
-    """P(occupied) per voxel, [B, D, H, W], from [B, 2, D, H, W] logits."""
+    """P(occupied) per voxel, [B, D, H, W]: softmax of [B, 2, D, H, W] logits (channel 1), or
+    sigmoid of [B, 1, D, H, W] logits."""
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0])
     return torch.softmax(logits, dim=1)[:, 1]

@@ -48,18 +48,119 @@ _TABLE_COLUMNS = [c for c in R2N2_VIEWS.columns if c != "images"]
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """crop: output side; train_background: inclusive range of each background channel in
-    training; test_background: the test background grey; flip: random horizontal flips in
-    training."""
+    """crop: side taken from each view (training: a random position, test: the centre);
+    train_background: inclusive range of each background channel in training; test_background:
+    the test background grey; flip: random horizontal flips in training.
+
+    style "pix2vox" (the PaddlePaddle port's hzxie/Pix2Vox transforms) adds: size: the side the
+    crop is resized to (bilinear; None keeps `crop`); color_jitter, lighting_std, permute_rgb
+    (see `pix2vox_train_views`); mean, std: the output is (x - mean) / std, x in [0, 1]."""
 
     crop: int = 127
     train_background: tuple[int, int] = (225, 255)
     test_background: int = 240
     flip: bool = True
+    style: str = "r2n2"
+    size: int | None = None
+    color_jitter: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    lighting_std: float = 0.0
+    permute_rgb: bool = False
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def of(cls, options, input_size: int) -> "Preprocessing":
+        """The preprocessing of a model's train options (R2N2TrainOptions); `input_size` is the
+        network's view side. The r2n2 augmentation gives exactly `Preprocessing()`."""
+        if options.augmentation == "r2n2":
+            if options.crop != input_size or (options.mean, options.std) != (0.0, 1.0):
+                return cls(crop=options.crop, mean=options.mean, std=options.std)
+            return cls()
+        return cls(crop=options.crop, style="pix2vox", size=input_size, color_jitter=options.color_jitter,
+                   lighting_std=options.lighting_std, permute_rgb=options.permute_rgb,
+                   mean=options.mean, std=options.std)
+
+
+# PCA of ImageNet's RGB pixel covariance (AlexNet's lighting noise), as hzxie/Pix2Vox's
+# RandomNoise states it: eigenvalues and the eigenvectors as rows of R, G, B components.
+LIGHTING_EIGVALS = np.array([0.2175, 0.0188, 0.0045])
+LIGHTING_EIGVECS = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
+GREY_WEIGHTS = np.array([0.299, 0.587, 0.114])  # R, G, B (Pix2Vox's ColorJitter grey, ITU-R 601)
+
+
+def composite(rgba: np.ndarray, background) -> np.ndarray:
+    """uint8 RGBA [H, W, 4] over a background colour (3 values, 0..255) -> float32 RGB [H, W, 3]
+    in 0..255 (alpha blending)."""
+    alpha = rgba[..., 3:].astype(np.float32) / 255.0
+    return rgba[..., :3].astype(np.float32) * alpha + np.asarray(background, np.float32) * (1.0 - alpha)
+
+
+def centre_resize(rgb: np.ndarray, crop: int, size: int) -> np.ndarray:
+    """The centre crop x crop of float RGB [S, S, 3] (offset (S - crop) // 2, Pix2Vox's CenterCrop
+    and its RandomCrop without a bounding box), resized to size x size with bilinear
+    interpolation (cv2.resize's default in Pix2Vox; PIL's here) -> float32 [size, size, 3]."""
+    side = rgb.shape[0]
+    if rgb.shape[1] != side or side < crop:
+        raise ValueError(f"view of {rgb.shape[1]}x{side} pixels, need a square >= {crop}")
+    top = (side - crop) // 2
+    rgb = rgb[top : top + crop, top : top + crop]
+    if crop == size:
+        return np.ascontiguousarray(rgb, dtype=np.float32)
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c], dtype=np.float32), mode="F")
+                           .resize((size, size), Image.BILINEAR)) for c in range(3)]
+    return np.stack(channels, axis=-1).astype(np.float32)
+
+
+def color_jitter(images: np.ndarray, factors: Sequence[float], order: Sequence[int]) -> np.ndarray:
+    """Pix2Vox's ColorJitter on float RGB [..., H, W, 3] in [0, 1]: for each attribute in `order`
+    (0 brightness, 1 contrast, 2 saturation) blend f * x + (1 - f) * y with y = 0 (brightness),
+    the image's mean grey (contrast) or the pixel's grey (saturation); no clipping."""
+    out = images.astype(np.float64)
+    for attribute in order:
+        f = float(factors[attribute])
+        grey = out @ GREY_WEIGHTS
+        if attribute == 0:
+            out = f * out
+        elif attribute == 1:
+            out = f * out + (1 - f) * grey.mean(axis=(-2, -1), keepdims=True)[..., None]
+        else:
+            out = f * out + (1 - f) * grey[..., None]
+    return out
+
+
+def lighting_offset(coefficients: np.ndarray) -> np.ndarray:
+    """Pix2Vox's RandomNoise: the RGB offset sum_j eigvec[i, j] * alpha_j * eigval_j [3]."""
+    return LIGHTING_EIGVECS @ (np.asarray(coefficients, np.float64) * LIGHTING_EIGVALS)
+
+
+def pix2vox_train_views(rgbas: Sequence[np.ndarray], rng: np.random.Generator, config: Preprocessing) -> np.ndarray:
+    """The port's training transforms (hzxie/Pix2Vox utils/data_transforms.py, composed as its
+    core/train.py): one draw per example, shared by its views, of the background colour (each
+    channel uniform in train_background), the jitter factors and their order, the lighting
+    coefficients (N(0, lighting_std)) and the channel permutation; one flip draw per view.
+    Steps: background, centre crop + resize (no bounding box on ShapeNet renders, so Pix2Vox's
+    RandomCrop crops the centre), /255, jitter, lighting, (x - mean) / std, flip, permute.
+    uint8 RGBA [S, S, 4] each -> float32 [V, 3, size, size]."""
+    c = config
+    size = c.size or c.crop
+    low, high = c.train_background
+    background = rng.integers(low, high + 1, size=3)
+    factors = 1.0 + rng.uniform(-1.0, 1.0, size=3) * np.asarray(c.color_jitter)
+    order = rng.permutation(3)
+    lighting = lighting_offset(rng.normal(0.0, 1.0, size=3) * c.lighting_std)
+    permutation = rng.permutation(3) if c.permute_rgb else np.arange(3)
+    flips = rng.random(len(rgbas)) < 0.5
+    images = np.stack([centre_resize(composite(v, background), c.crop, size) for v in rgbas]) / 255.0
+    images = color_jitter(images, factors, order) + lighting
+    images = (images - c.mean) / c.std
+    if c.flip:
+        images[flips] = images[flips][:, :, ::-1]
+    images = images[..., permutation]
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
 def preprocess_view(rgba: np.ndarray, train: bool, rng: np.random.Generator, config: Preprocessing = Preprocessing()) -> np.ndarray:
-    """uint8 RGBA [S, S, 4] -> float32 [3, crop, crop] in [0, 1]."""
+    """uint8 RGBA [S, S, 4] -> float32 [3, crop, crop] in [0, 1] (the r2n2 style)."""
     size = rgba.shape[0]
     if rgba.shape[1] != size or size < config.crop:
         raise ValueError(f"view of {rgba.shape[1]}x{size} pixels, need a square >= {config.crop}")
@@ -78,6 +179,44 @@ def preprocess_view(rgba: np.ndarray, train: bool, rng: np.random.Generator, con
     if flip:
         rgb = rgb[:, ::-1]
     return np.ascontiguousarray(rgb.transpose(2, 0, 1) / 255.0, dtype=np.float32)
+
+
+def preprocess_views(rgbas: Sequence[np.ndarray], train: bool, rng: np.random.Generator,
+                     config: Preprocessing = Preprocessing()) -> np.ndarray:
+    """An example's views, uint8 RGBA [S, S, 4] each -> float32 [V, 3, out, out]: the r2n2 style
+    view by view (`preprocess_view`), the pix2vox style as `pix2vox_train_views` in training and
+    background test_background + centre crop + resize + normalisation at test."""
+    if config.style == "r2n2":
+        return np.stack([normalize(preprocess_view(v, train, rng, config), config) for v in rgbas])
+    if train:
+        return pix2vox_train_views(rgbas, rng, config)
+    size = config.size or config.crop
+    grey = (config.test_background,) * 3
+    images = np.stack([centre_resize(composite(v, grey), config.crop, size) for v in rgbas]) / 255.0
+    return np.ascontiguousarray(((images - config.mean) / config.std).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def normalize(view: np.ndarray, config: Preprocessing) -> np.ndarray:
+    """(x - mean) / std; the identity (the same array) for mean 0, std 1."""
+    if (config.mean, config.std) == (0.0, 1.0):
+        return view
+    return ((view - config.mean) / config.std).astype(np.float32)
+
+
+def preprocess_photo(rgb: np.ndarray, config: Preprocessing, size: int) -> np.ndarray:
+    """A test photograph already cut out and framed (the Pix3D table's image, uint8 RGB
+    [S, S, 3]) -> float32 [3, size, size]: bilinear resize when S != size, /255, normalised."""
+    image = rgb.astype(np.float32)
+    if image.shape[0] != size or image.shape[1] != size:
+        image = centre_resize(image, min(image.shape[:2]), size)
+    image = (image / 255.0 - config.mean) / config.std
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+
+
+def display_views(views, config: Preprocessing) -> np.ndarray:
+    """Network inputs [V, 3, H, W] back to [0, 1] for pictures (undoes the normalisation)."""
+    views = views.numpy() if hasattr(views, "numpy") else np.asarray(views)
+    return np.clip(views * config.std + config.mean, 0.0, 1.0)
 
 
 def _read_split(path: Path, split: str):
@@ -146,13 +285,12 @@ class R2N2Views(Dataset):
             raise IndexError(f"views {views} of a model with {available}")
         # Keyed by the model index too, so that every model of a batch draws its own crops.
         rng = np.random.default_rng([seed, index])
-        images = []
+        rgbas = []
         for view in views:
             with Image.open(io.BytesIO(self.view_png(index, view))) as image:
-                rgba = np.asarray(image.convert("RGBA"))
-            images.append(preprocess_view(rgba, self.train, rng, self.preprocessing))
+                rgbas.append(np.asarray(image.convert("RGBA")))
         return {
-            "views": torch.from_numpy(np.stack(images)),
+            "views": torch.from_numpy(preprocess_views(rgbas, self.train, rng, self.preprocessing)),
             "voxels": self.voxels(index),
             "synset": self.synsets[index],
             "class_name": self.class_names[index],

@@ -8,6 +8,9 @@ prediction is exact, so the IoU is 1 (the original would divide 0 by 0).
 The table (`iou_by_views_table`) has one row per (views, threshold, class) with the mean IoU over
 that class's samples, plus class `__mean__`: the mean over all samples (not over classes), the
 figure the paper reports. The thresholds are the model file's `eval.thresholds`.
+
+`per_class_table` lays the same records out as the PaddlePaddle port's test table (per class:
+samples, a published baseline, IoU per threshold; an overall row).
 """
 
 from __future__ import annotations
@@ -92,3 +95,39 @@ def iou_by_views_table(records: Iterable[IoURecord | Mapping]) -> pd.DataFrame:
     table = table.sort_values(["views", "threshold", "last", "class"]).drop(columns="last")
     table = table.astype({"views": "int64", "threshold": "float64", "iou": "float64"})
     return table[COLUMNS].reset_index(drop=True)
+
+
+OVERALL = "overall"
+
+
+def threshold_column(threshold: float) -> str:
+    """per_class.csv's column of a threshold: "t=0.30" (the PaddlePaddle port's test table)."""
+    return f"t={threshold:.2f}"
+
+
+def per_class_table(records: Iterable[IoURecord | Mapping], views: int, baseline: Mapping[str, float]) -> pd.DataFrame:
+    """The PaddlePaddle port's test table (its core/test.py printout, Pix2Vox's layout) for
+    `views` input views: one row per class (sorted) with `samples` (test samples of the class),
+    `baseline` (the published per-class IoU given in `baseline`, NaN where unknown) and the mean
+    IoU at each threshold (columns `t=0.20`, ...); then a row `overall` with every sample, no
+    baseline and the mean over all samples (not over classes), as the port's "Overall"."""
+    rows = [r.__dict__ if isinstance(r, IoURecord) else dict(r) for r in records]
+    frame = pd.DataFrame(rows, columns=["views", "class_name", "model_id", "threshold", "iou"])
+    frame = frame[frame["views"] == views]
+    thresholds = sorted(frame["threshold"].unique())
+    columns = ["class", "samples", "baseline"] + [threshold_column(t) for t in thresholds]
+    if frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object" if c == "class" else "float64") for c in columns})
+    means = frame.pivot_table(index="class_name", columns="threshold", values="iou", aggfunc="mean")
+    samples = frame[frame["threshold"] == thresholds[0]].groupby("class_name").size()
+    out = pd.DataFrame({
+        "class": list(means.index),
+        "samples": [int(samples[c]) for c in means.index],
+        "baseline": [float(baseline.get(c, np.nan)) for c in means.index],
+    })
+    for t in thresholds:
+        out[threshold_column(t)] = means[t].to_numpy()
+    overall = {"class": OVERALL, "samples": int(samples.sum()), "baseline": np.nan}
+    overall.update({threshold_column(t): float(frame.loc[frame["threshold"] == t, "iou"].mean()) for t in thresholds})
+    out = pd.concat([out, pd.DataFrame([overall])], ignore_index=True)
+    return out.astype({"samples": "int64", "baseline": "float64"})[columns]

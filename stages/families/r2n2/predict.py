@@ -6,7 +6,7 @@ from __future__ import annotations
 from ...occupancy_mesh import occupancy_to_mesh
 from ...user_images import load_image
 from ..base import Prediction
-from .task import predict_occupancy
+from .task import predict_occupancy, preprocessing
 
 VIEW_SIZE = 137  # ShapeNetRendering's image side; the test preprocessing crops the centre 127
 
@@ -19,4 +19,4 @@ def add_arguments(parser) -> None:
 def predict(spec, model, args, device) -> Prediction:
     """The mesh of the occupancy probability at `--level` from the `--image` views, in order."""
     images = [load_image(path, VIEW_SIZE) for path in args.image]
-    return Prediction(occupancy_to_mesh(predict_occupancy(model, images, device), args.level))
+    return Prediction(occupancy_to_mesh(predict_occupancy(model, images, device, preprocessing(spec)), args.level))

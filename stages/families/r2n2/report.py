@@ -2,8 +2,12 @@
 headline threshold next to the paper's numbers (from summary.json, which the evaluation copies
 from the model file), and the mean IoU by threshold.
 
-File read: iou_by_views.csv (views, threshold, class or __mean__, iou), written by
-stages.families.r2n2.evaluate.
+Files read: iou_by_views.csv (views, threshold, class or __mean__, iou) and per_class.csv
+(class, samples, baseline, t=..., an `overall` row), written by stages.families.r2n2.evaluate;
+pix3d_iou.csv when it exists (rule evaluate_r2n2_pix3d, the same columns as iou_by_views.csv
+plus samples); and, to set the family's variants side by side (r2n2, r2n2_paddle), the
+summary.json and per_class.csv of every other 3D-R2N2-family evaluation in the same results
+folder.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ class ViewMetrics:
 
 def views_tables(evaluation: ModelEvaluation) -> str:
     """3D-R2N2: IoU per class and number of views at the paper's threshold; mean IoU per threshold."""
-    model, views = evaluation.name, evaluation.data
+    model, views = evaluation.name, evaluation.data.views
     extra = evaluation.summary.extra
     paper_threshold = float(extra.get("threshold", DEFAULT_THRESHOLD))
     paper_by_views = {int(k): float(v) for k, v in (extra.get("paper_mean_iou_by_views") or {}).items()}
@@ -115,10 +119,186 @@ def views_tables(evaluation: ModelEvaluation) -> str:
     return by_view + by_threshold
 
 
-def read_report(files: dict[str, Path]) -> ViewMetrics:
-    """iou_by_views.csv read and checked."""
-    return ViewMetrics.read(files["views"])
+PER_CLASS_COLUMNS = ("class", "samples", "baseline")
+OVERALL = "overall"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One 3D-R2N2-family evaluation as the variants table shows it: per_class.csv at its
+    headline threshold and what its model file publishes (summary.json)."""
+
+    model: str
+    threshold: float
+    views: int
+    measured: dict[str, float]  # class (and "overall") -> IoU at `threshold`, most views
+    published: dict[str, float]  # paper.by_class, plus "overall": the published mean
+    published_source: str
+    baseline: dict[str, float]  # paper.baseline_by_class
+    baseline_source: str
+
+
+@dataclass(frozen=True)
+class R2N2Report:
+    """What the family's report section shows: this model's view metrics, its variants (this
+    model first) and its Pix3D figures (None without pix3d_iou.csv)."""
+
+    views: ViewMetrics
+    variants: list[Variant]
+    pix3d: ViewMetrics | None = None
+
+
+def read_per_class(path: Path) -> pd.DataFrame:
+    """per_class.csv read and checked: columns class, samples, baseline, t=<threshold>..."""
+    table = read_csv(path)
+    require_columns(table, PER_CLASS_COLUMNS, path)
+    thresholds = [c for c in table.columns if c.startswith("t=")]
+    if not thresholds:
+        raise ReportInputError(f"{path}: no threshold columns (t=0.30, ...)")
+    require_numeric(table, ("samples", "baseline", *thresholds), path)
+    table["class"] = table["class"].astype(str)
+    return table
+
+
+def _threshold_of(column: str) -> float:
+    return float(column[2:])
+
+
+def read_variant(summary_path: Path, per_class_path: Path) -> Variant | None:
+    """A 3D-R2N2-family evaluation's Variant, None when its summary is not of the family."""
+    import json
+
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ReportInputError(f"{summary_path}: unreadable: {err}") from None
+    if summary.get("family") != "r2n2":
+        return None
+    table = read_per_class(per_class_path)
+    threshold = float(summary.get("threshold", DEFAULT_THRESHOLD))
+    columns = [c for c in table.columns if c.startswith("t=")]
+    column = min(columns, key=lambda c: abs(_threshold_of(c) - threshold))
+    by_views = {int(k): float(v) for k, v in (summary.get("paper_mean_iou_by_views") or {}).items()}
+    views = max(int(v) for v in summary.get("mean_iou_by_views", {1: 0})) if summary.get("mean_iou_by_views") else 1
+    published = {str(k): float(v) for k, v in (summary.get("paper_by_class") or {}).items()}
+    if views in by_views:
+        published[OVERALL] = by_views[views]
+    return Variant(
+        model=str(summary.get("model", summary_path.parent.name)),
+        threshold=_threshold_of(column),
+        views=views,
+        measured={str(r["class"]): float(r[column]) for _, r in table.iterrows()},
+        published=published,
+        published_source=str(summary.get("paper_source", "")),
+        baseline={str(k): float(v) for k, v in (summary.get("paper_baseline_by_class") or {}).items()},
+        baseline_source=str(summary.get("paper_baseline_source", "")),
+    )
+
+
+def read_variants(files: dict[str, Path]) -> list[Variant]:
+    """This model's Variant first, then every other 3D-R2N2-family evaluation found next to it
+    (results/eval/*/summary.json with a per_class.csv), by name."""
+    own = read_variant(files["summary"], files["per_class"]) if Path(files["per_class"]).is_file() else None
+    found = [own] if own is not None else []
+    eval_dir = files["summary"].parent.parent
+    for other in sorted(eval_dir.glob("*/summary.json")):
+        if other.parent == files["summary"].parent or not (other.parent / "per_class.csv").is_file():
+            continue
+        variant = read_variant(other, other.parent / "per_class.csv")
+        if variant is not None:
+            found.append(variant)
+    return found
+
+
+def variants_table(evaluation: ModelEvaluation) -> str:
+    """The family's variants side by side, per class: each one's measured IoU (most views, its
+    headline threshold), then the published figures each model file cites, with their sources."""
+    report: R2N2Report = evaluation.data
+    variants = report.variants
+    if not variants:
+        return ""
+    model = evaluation.name
+    classes = sorted({c for v in variants for c in v.measured if c != OVERALL})
+    columns = [Column("class", numeric=False)]
+    getters = []
+    for v in variants:
+        columns.append(Column(f"{v.model} IoU (%)", title=f"measured on this run's test split, {v.views} views, "
+                                                          f"threshold {v.threshold:g}"))
+        getters.append(v.measured)
+    sources = []
+    for v in variants:
+        if v.published:
+            columns.append(Column(f"published for {v.model} (%)", title=v.published_source))
+            getters.append(v.published)
+            sources.append(f"published for {v.model}: {v.published_source}")
+        if v.baseline and v.baseline != v.published:
+            label = f"baseline of {v.model} (%)"
+            columns.append(Column(label, title=v.baseline_source))
+            getters.append(v.baseline)
+            sources.append(f"{label[:-4]}: {v.baseline_source}")
+
+    def row(key: str, label: str) -> list[Cell]:
+        out = [text_cell(label, id=slug(model, "variants", key, "class"), header=True)]
+        for i, values in enumerate(getters):
+            value = values.get(key, math.nan)
+            out.append(number_cell(value, percent(value), slug(model, "variants", key, str(i))))
+        return out
+
+    rows = [row(c, c) for c in classes]
+    foot = [("overall", row(OVERALL, "overall (all test samples)"))]
+    caption = (
+        "3D-R2N2 variants: voxel IoU per class with the most views, each at its model file's headline "
+        "threshold (" + ", ".join(f"{v.model}: {v.threshold:g}" for v in variants) + "), measured on this run's data; "
+        "published figures are for real ShapeNet, not this run's data. Sources: " + "; ".join(sources or ["none given"]) + "."
+    )
+    return table(slug("variants", model), columns, rows, foot, caption)
+
+
+def pix3d_table(evaluation: ModelEvaluation) -> str:
+    """Pix3D (1 view, real photographs) next to the ShapeNet test split with 1 view, per class,
+    at the headline threshold."""
+    report: R2N2Report = evaluation.data
+    if report.pix3d is None:
+        return ""
+    model, views, pix3d = evaluation.name, report.views, report.pix3d
+    paper_threshold = float(evaluation.summary.extra.get("threshold", DEFAULT_THRESHOLD))
+    threshold = min(pix3d.thresholds, key=lambda t: abs(t - paper_threshold))
+    samples = {}
+    if "samples" in pix3d.table.columns:
+        hit = pix3d.table[np.isclose(pix3d.table["threshold"], threshold)]
+        samples = {str(r["class"]): float(r["samples"]) for _, r in hit.iterrows()}
+    columns = [Column("class", numeric=False), Column("Pix3D photographs"), Column("Pix3D IoU (%)"),
+               Column("ShapeNet test IoU (%)", title="this run's test split, 1 view")]
+
+    def row(key: str, label: str) -> list[Cell]:
+        iou, test = pix3d.iou(1, threshold, key), views.iou(1, threshold, key)
+        count = samples.get(key, math.nan)
+        return [text_cell(label, id=slug(model, "pix3d", key, "class"), header=True),
+                number_cell(count, "-" if math.isnan(count) else f"{int(count)}", slug(model, "pix3d", key, "n")),
+                number_cell(iou, percent(iou), slug(model, "pix3d", key, "iou")),
+                number_cell(test, percent(test), slug(model, "pix3d", key, "test"))]
+
+    rows = [row(c, c) for c in pix3d.classes]
+    foot = [("mean", row(MEAN, "mean (all samples)"))]
+    caption = (f"{model} on Pix3D's real photographs (1 view, cut out over grey 240 and framed around the box as "
+               f"Pix2Vox's Pix3D test; canonical-frame ground truth) next to the ShapeNet test split with 1 view, "
+               f"at threshold {threshold:g}.")
+    return table(slug("pix3d", model), columns, rows, foot, caption)
+
+
+def read_report(files: dict[str, Path]) -> R2N2Report:
+    """iou_by_views.csv, per_class.csv, the sibling variants and pix3d_iou.csv (if present),
+    read and checked."""
+    # Written by its own rule (evaluate_r2n2_pix3d) when Pix3D is configured, so it is not among
+    # the family's outputs (which every eval_<model> target requires).
+    pix3d = files.get("pix3d", Path(files["summary"]).parent / "pix3d_iou.csv")
+    return R2N2Report(
+        views=ViewMetrics.read(files["views"]),
+        variants=read_variants(files),
+        pix3d=ViewMetrics.read(pix3d) if Path(pix3d).is_file() else None,
+    )
 
 
 def report_section(evaluation: ModelEvaluation) -> str:
-    return section(slug(evaluation.name, "metrics"), "Metrics per class", views_tables(evaluation), level=3)
+    body = views_tables(evaluation) + variants_table(evaluation) + pix3d_table(evaluation)
+    return section(slug(evaluation.name, "metrics"), "Metrics per class", body, level=3)
