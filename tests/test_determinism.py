@@ -57,7 +57,14 @@ def tiny_umr(root: Path):
     return spec, {"train": [str(root / "tables" / "train.parquet")]}
 
 
-TINY_RUNS = {"corenet": tiny_corenet, "r2n2": tiny_r2n2, "umr": tiny_umr}
+def tiny_ioar(root: Path):
+    from test_ioar_family import tiny_ioar_spec, write_tiny_scannet
+
+    data = write_tiny_scannet(root)
+    return tiny_ioar_spec(steps=3), data["train"]
+
+
+TINY_RUNS = {"corenet": tiny_corenet, "r2n2": tiny_r2n2, "umr": tiny_umr, "ioar": tiny_ioar}
 
 
 def test_every_family_has_a_tiny_run():
