@@ -1,7 +1,8 @@
 """import_checkpoint: a released CoReNet PyTorch checkpoint as one of our trained models.
 
     python -m stages.import_checkpoint corenet --checkpoint state_000000000.cpt --model h7 \\
-        --out results/models/h7/model.pt [--models-dir config/models] [--reference DIR]
+        --out results/models/h7/model.pt [--models-dir config/models] [--reference DIR] \\
+        [--training-log results/models/h7/metrics.csv]
 
 The original's checkpoint (google-research/corenet, src/corenet/state.py, `encode_state`) is a
 torch.save'd dict with global_step, model_state, model_config, optimizer_state and
@@ -242,7 +243,17 @@ def _write_model(original: OriginalCheckpoint, model: CoReNet, spec, out: Path) 
         "step": original.global_step,
         "examples": 0,  # unknown: the original trained on several GPUs with its own batches
         "imported_from": f"google-research/corenet checkpoint {original.path.name} (global_step {original.global_step})",
+        "released": True,  # evaluation records `source: released checkpoint` (stages.families.corenet.evaluate)
     })
+
+
+def _write_training_log(path: Path) -> None:
+    """An empty training log (the header stages.train writes): the model was not trained here,
+    and the report reads every evaluated model's log."""
+    from stages.families.corenet import CORENET
+    from stages.training.loop import write_metrics
+
+    write_metrics(path, [], CORENET.statistics)
 
 
 def import_command(args: argparse.Namespace) -> int:
@@ -257,6 +268,8 @@ def import_command(args: argparse.Namespace) -> int:
     check_against_spec(original, network_config(spec), num_classes(spec), str(where))
     original, model = import_corenet(args.checkpoint)
     _write_model(original, model, spec, args.out)
+    if args.training_log is not None:
+        _write_training_log(args.training_log)
     print(f"import_checkpoint: {original.path} (global_step {original.global_step}) -> {args.out}", file=sys.stderr)
     if args.reference is None:
         return 0
@@ -275,6 +288,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     cn.add_argument("--models-dir", type=Path, default=Path("config/models"), help="model files folder")
     cn.add_argument("--out", type=Path, required=True, help="our model file to write (recon3d-model)")
     cn.add_argument("--reference", type=Path, default=None, help="reference folder (inputs.npz, expected.npz)")
+    cn.add_argument("--training-log", type=Path, default=None,
+                    help="also write an empty training log here (metrics.csv with stages.train's header)")
     return parser.parse_args(argv)
 
 

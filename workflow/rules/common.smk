@@ -1,9 +1,11 @@
+import json
 import math
 import os
 import shlex
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # the project's package, importable by the workflow itself whether or not it is installed
@@ -87,8 +89,74 @@ def scene_layout_args(wildcards):
     return f"--objects {spec['objects']} --count {wildcards.split}={count}"
 
 
+# CoReNet's released artefacts (rules/corenet_release.smk): source.corenet, the folder of the
+# extracted release (<dataset>.<split>/dataset.json and the .npz scenes it lists), replaces our
+# make_scenes and render for every dataset of scenes.datasets; models.checkpoint imports released
+# networks instead of training them.
+
+
+def corenet_release():
+    """source.corenet, or None (our own scenes)."""
+    return config["source"].get("corenet")
+
+
+def corenet_dataset_json(dataset, split):
+    """The release's list of a split's scenes (source.corenet_json.<dataset>, default dataset.json)."""
+    name = (config["source"].get("corenet_json") or {}).get(dataset, "dataset.json")
+    return f"{corenet_release()}/{dataset}.{split}/{name}"
+
+
+def archives_extracting(path):
+    """Download stamps of the download.archives entries that extract to `path` or a folder above it."""
+    path = Path(path).resolve()
+    return [
+        f"{DATA}/downloads/{name}.done"
+        for name, archive in config["download"]["archives"].items()
+        if Path(archive["extract_to"]).resolve() in (path, *path.parents)
+    ]
+
+
+def corenet_release_inputs(wildcards):
+    """An import job's input: the split's dataset json, or the downloads that extract it."""
+    json_file = corenet_dataset_json(wildcards.dataset, wildcards.split)
+    return archives_extracting(json_file) or [json_file]
+
+
+_CORENET_COUNTS = {}
+
+
+def corenet_scene_count(dataset, split):
+    """Scenes the split's dataset json lists (read once, when the DAG is built). Before the json
+    exists (an archive not fetched yet, or a split not extracted) the config's count stands in."""
+    key = (dataset, split)
+    if key not in _CORENET_COUNTS:
+        path = Path(corenet_dataset_json(dataset, split))
+        count = config["scenes"]["datasets"][dataset]["count"][split]
+        if path.is_file():
+            try:
+                count = len(json.loads(path.read_text())["files"])
+            except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+                raise WorkflowError(
+                    f"source.corenet: {path} is not a dataset json with a 'files' list ({err})"
+                ) from None
+        _CORENET_COUNTS[key] = count
+    return _CORENET_COUNTS[key]
+
+
+def model_checkpoints():
+    """models.checkpoint: {model: released checkpoint file}, imported instead of trained."""
+    return config["models"].get("checkpoint") or {}
+
+
+# The dataset wildcard of make_scenes and render: every dataset, or none when the release is
+# imported (so that a split the release lacks fails as a missing input, never falls back to ours).
+OWN_SCENES = "no-dataset" if corenet_release() else r"[A-Za-z0-9_]+"
+
+
 def split_shards(dataset, split):
     count = config["scenes"]["datasets"][dataset]["count"].get(split, 0)
+    if count and corenet_release():
+        count = corenet_scene_count(dataset, split)
     size = config["scenes"]["shard_size"]
     return [
         f"{RESULTS}/scenes/{dataset}/{split}/shard-{shard:05d}.parquet"
@@ -183,6 +251,10 @@ LAYOUT = DataLayout(results=RESULTS, config=config, split_shards=split_shards)
 
 def model_names():
     return sorted(MODEL_SPECS)
+
+
+# The model wildcard of train: models.checkpoint's models are imported (rules/corenet_release.smk).
+TRAINED_MODELS = "|".join(m for m in model_names() if m not in model_checkpoints()) or "no-model"
 
 
 def model_family(name):

@@ -7,6 +7,8 @@ rule make_scenes:
         f"{RESULTS}/logs/make_scenes/{{dataset}}/{{split}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/make_scenes/{{dataset}}/{{split}}/{{shard}}.tsv"
+    wildcard_constraints:
+        dataset=OWN_SCENES,
     conda:
         "../../envs/data.yaml"
     container:

@@ -28,6 +28,8 @@ rule train:
         f"{RESULTS}/logs/train/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{model}}.tsv"
+    wildcard_constraints:
+        model=TRAINED_MODELS,
     conda:
         "../../envs/gpu.yaml"
     container:

@@ -8,6 +8,8 @@ rule render:
         f"{RESULTS}/logs/render/{{realism}}/{{dataset}}/{{split}}/{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/render/{{realism}}/{{dataset}}/{{split}}/{{shard}}.tsv"
+    wildcard_constraints:
+        dataset=OWN_SCENES,
     conda:
         "../../envs/data.yaml"
     container:

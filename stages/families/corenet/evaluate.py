@@ -25,6 +25,9 @@ from ...voxel_views import comparison_grid
 from .task import predict_probabilities, predicted_labels
 
 NUM_LABELS = len(CLASS_NAMES) + 1
+# summary.json's `source` of a model imported from the original's release (stages.import_checkpoint
+# marks its files `released`); a model trained here has no `source`.
+RELEASED_CHECKPOINT = "released checkpoint"
 
 
 def constant_baseline(scene_files, voxel_files, resolution: int) -> tuple[ConstantShape, int]:
@@ -104,6 +107,8 @@ def evaluate(spec, model, payload: dict, inputs, out_dir: Path, options, device)
         "baseline_train_scenes": baseline_scenes,
         "test_scenes": len(examples),
     }
+    if payload.get("released"):
+        summary["source"] = RELEASED_CHECKPOINT
     atomic_write(out / "voxel_metrics.csv", metrics.to_csv)
     atomic_write(out / "baseline_metrics.csv", base_metrics.to_csv)
     atomic_write(out / "scenes.parquet", lambda tmp: pd.DataFrame(rows).to_parquet(tmp, index=False))

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 METRIC_ROWS = ("iou", "precision", "recall")
 SCENE_COLUMNS = ("scene_id", "classes", "iou", "predicted_voxels", "true_voxels")
 WORST_SCENES = 5
+# summary.json's `source` of a model imported from the original's release: evaluate's
+# RELEASED_CHECKPOINT (not imported from there: that module needs torch, the report does not).
+RELEASED_CHECKPOINT = "released checkpoint"
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,14 @@ def class_table(evaluation: ModelEvaluation) -> str:
             + (f" (source: {paper_source})" if paper_source else ""),
         )
         foot.append(("paper", paper_cells))
+    released = evaluation.summary.extra.get("source") == RELEASED_CHECKPOINT
+    if released:  # the model's own rows are the original authors' weights, scored by this run
+        mean_row[0] = text_cell(f"{_class_label(MEAN)}, {RELEASED_CHECKPOINT}", id=slug(model, MEAN, "class"),
+                                header=True, title="the released checkpoint of the original, imported and "
+                                "evaluated here (stages.import_checkpoint)")
     caption = (
-        f"{model}: voxel IoU, precision and recall per class on the test split, next to the "
+        f"{model}{f' ({RELEASED_CHECKPOINT})' if released else ''}: voxel IoU, precision and recall per "
+        "class on the test split, next to the "
         "constant-shape baseline. Mean IoU skips classes without a true positive (shown as "
         f"{DASH})."
     )
