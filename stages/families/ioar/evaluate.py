@@ -5,7 +5,8 @@ Per test scan (every scan with a TSDF volume in the test shards): whole-scan til
 (`inference.reconstruct`) on the model's fine lattice of the fused volume, marching cubes, then
 `stages.scene_metrics` (its `evaluate_scene`: the VoRTX/IOAR protocol with the 2D depth metrics
 of the rendered mesh, and the TransformerFusion protocol) against the scan's mesh, frames and
-4 cm TSDF. The baseline is the floor plane alone: the faces of the fused ground-truth mesh
+4 cm TSDF. The ground truth is the scan's mesh, or with
+`eval.ground_truth: fused` the fused test mesh (see IOAREval). The baseline is the floor plane alone: the faces of the fused ground-truth mesh
 (rule fuse_tsdf --meshes) that face up and lie at the floor's height (`floor_mesh`), scored the
 same way; it stands for "a model that learnt only where the floor is".
 
@@ -158,20 +159,22 @@ def evaluate(spec, model, payload: dict, inputs, out_dir: Path, options, device)
         prediction = reconstruct_mesh(model, spec.network, frames[scene], fine[scene].grid, settings.tile,
                                       settings.views, device, scene)
         atomic_write(out / "meshes" / f"{scene}.ply", lambda tmp: prediction.export(tmp, file_type="ply"))
-        baseline = floor_mesh(load_mesh(_gt_mesh_file(inputs["gt_meshes"], scene)))
+        fused_path = _gt_mesh_file(inputs["gt_meshes"], scene)
+        truth_path = fused_path if settings.ground_truth == "fused" else Path(meshes[scene])
+        baseline = floor_mesh(load_mesh(fused_path))
         atomic_write(out / "baseline" / "meshes" / f"{scene}.ply", lambda tmp: baseline.export(tmp, file_type="ply"))
         volume_row = finest.loc[scene].to_dict() | {"scene": scene}
         for method, pred_dir, method_out in (("model", out / "meshes", out / "model"),
                                              ("baseline", out / "baseline" / "meshes", out / "baseline")):
             args = argparse.Namespace(protocol=list(PROTOCOLS), pred=pred_dir, out=method_out, split="test",
                                       frames=inputs["frames"][0], frame_stride=settings.frame_stride)
-            row = evaluate_scene(args, scene, volume_row, Path(meshes[scene]), dataset)
+            row = evaluate_scene(args, scene, volume_row, truth_path, dataset)
             rows, depth_row = _metric_rows(scene, method, row)
             mesh_rows += rows
             depth_rows.append(depth_row)
         if n < options.qualitative:
             records = frame_records(inputs["frames"], scene)
-            image = qualitative(records, prediction, load_mesh(Path(meshes[scene])), settings.qualitative_frames)
+            image = qualitative(records, prediction, load_mesh(truth_path), settings.qualitative_frames)
             write_png(out / "qualitative" / f"{n:02d}_{scene}.png", image)
     mesh_table = _with_means(pd.DataFrame(mesh_rows), ["method", "protocol"], list(MESH_METRICS))
     depth_table = _with_means(pd.DataFrame(depth_rows), ["method"], list(DEPTH_METRICS))
@@ -192,6 +195,7 @@ def evaluate(spec, model, payload: dict, inputs, out_dir: Path, options, device)
         **summary_fields(spec, payload, device),
         "headline": "mean_iou is the mean F-score of the VoRTX/IOAR protocol (5 cm), not an IoU",
         "baseline": "the floor plane alone: up-facing faces of the fused ground-truth mesh at the floor's height",
+        "ground_truth": settings.ground_truth,
         "mean_iou": mean("model", "vortx", "fscore"),
         "baseline_mean_iou": mean("baseline", "vortx", "fscore"),
         "global_iou": None,

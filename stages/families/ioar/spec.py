@@ -9,6 +9,7 @@ from ...model_spec import Paper
 
 BACKBONES = ("mnasnet", "small")
 FUSIONS = ("transformer", "mean")
+GROUND_TRUTHS = ("scan", "fused")
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,21 @@ class IOAREval:
     """tile: fine voxels (x, y, z) of an inference tile, multiples of 4 (the original's 64 x 64 x
     48); views: at most this many frames per tile (60), evenly spaced over the keyframes that see
     it; frame_stride: every n-th frame is rendered for the depth metrics and the VoRTX culling;
-    qualitative_frames: frames per qualitative image."""
+    qualitative_frames: frames per qualitative image; ground_truth: the mesh scored against, "scan"
+    (the scan's own mesh, SCANS mesh_path: ScanNet's vh_clean_2.ply, as the original) or "fused"
+    (the marching-cubes mesh of the fused 4 cm TSDF, rule fuse_tsdf_test: for synthetic rooms,
+    whose scan mesh is the generator's low-poly boxes, a few vertices per wall, and includes
+    faces no camera saw; ScanNet's own mesh is itself a dense fusion of what the sensor saw)."""
 
     tile: tuple[int, int, int] = (48, 48, 24)
     views: int = 15
     frame_stride: int = 1
     qualitative_frames: int = 3
+    ground_truth: str = "scan"
 
     def __post_init__(self):
+        if self.ground_truth not in GROUND_TRUTHS:
+            raise ValueError(f"ground_truth must be one of {', '.join(GROUND_TRUTHS)}, got {self.ground_truth!r}")
         if any(c < 4 or c % 4 for c in self.tile):
             raise ValueError(f"tile must be multiples of 4 voxels, got {list(self.tile)}")
         if self.views < 1 or self.frame_stride < 1 or self.qualitative_frames < 1:
