@@ -205,3 +205,33 @@ def test_losses_follow_the_original():
     assert stats["tsdf_l1"] == pytest.approx(0.125)
     assert torch.allclose(log_transform(torch.tensor([-1.0, 0.0, 2.0])),
                           torch.tensor([-np.log(2.0), 0.0, np.log(3.0)], dtype=torch.float32))
+
+
+def test_the_paper_network_runs_and_loads_local_backbone_weights(tmp_path):
+    from stages.models.ioar import MnasMulti
+
+    torch.manual_seed(0)
+    backbone = MnasMulti((80, 40, 24))
+    # torchvision's mnasnet1_0 keys for the layers used (stem + stacks 8..10): a state dict in
+    # that layout loads; another shape is refused with the file named
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in backbone.state_dict().items()
+             if k.startswith("layers.")}
+    torch.save(state, tmp_path / "mnasnet.pth")
+    assert backbone.load_weights(str(tmp_path / "mnasnet.pth")) == len(state)
+    assert torch.equal(backbone.state_dict()["layers.0.weight"], state["layers.0.weight"])
+    state["layers.0.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="bad.pth"):
+        backbone.load_weights(str(tmp_path / "bad.pth"))
+    features = backbone(torch.zeros(1, 3, 64, 96))
+    assert [tuple(f.shape) for f in features] == [(1, 80, 4, 6), (1, 40, 8, 12), (1, 24, 16, 24)]
+    paper = IOARNetwork(backbone="mnasnet", feature_channels=(80, 40, 24), image_size=(96, 64),
+                        voxel_sizes=(0.16, 0.08, 0.04), fusion=("transformer",) * 3, unet_base=(32, 16, 8),
+                        fine_occupancy=True)
+    model = IOARNet(paper).eval()
+    batch = {"images": torch.zeros(1, 2, 3, 64, 96), "K": K.expand(1, 2, 3, 3),
+             "cam_to_world": torch.eye(4).expand(1, 2, 4, 4), "view_valid": torch.tensor([[True, True]]),
+             "origin": ORIGIN[None], "dims": (8, 8, 8)}
+    with torch.no_grad():
+        out = model(batch)
+    assert set(out["occupancy"]) == {0, 1, 2} and out["tsdf"].shape == (1, 1, 8, 8, 8)
