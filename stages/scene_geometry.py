@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from stages.sharding import shard_of
-from stages.tables import MESHES, SchemaViolation, shard_files, unpack_array, validate
+from stages.tables import (MESHES, READ_ERRORS, SchemaViolation, open_shard, shard_files, unpack_array, unreadable,
+                           validate)
 
 _SHARD_NAME = re.compile(r"shard-(\d{5})\.parquet$")
 
@@ -86,7 +86,7 @@ def _row_groups_holding(path: Path, wanted: set[tuple[str, str]]):
     Row groups are skipped by their (synset, mesh_id) min/max statistics; reading one at a time
     keeps memory bounded by a row group (one convert_shapenet partition), whatever the shard's size.
     """
-    pf = pq.ParquetFile(path)
+    pf = open_shard(path, MESHES)
     names = pf.schema_arrow.names
     synset_col, mesh_col = names.index("synset"), names.index("mesh_id")
     keys = sorted(wanted)
@@ -98,7 +98,11 @@ def _row_groups_holding(path: Path, wanted: set[tuple[str, str]]):
             # Rows are sorted by (synset, mesh_id) within a shard, so the group spans [lo, hi].
             if not any(lo[0] <= s <= hi[0] and (s != lo[0] or m >= lo[1]) and (s != hi[0] or m <= hi[1]) for s, m in keys):
                 continue
-        yield validate(pf.read_row_group(group).to_pandas(), MESHES, where=f"{path} row group {group}")
+        try:
+            frame = pf.read_row_group(group).to_pandas()
+        except READ_ERRORS as err:
+            raise unreadable(path, MESHES, err) from None
+        yield validate(frame, MESHES, where=f"{path} row group {group}")
 
 
 def transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

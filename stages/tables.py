@@ -5,13 +5,15 @@ Arrays live in binary columns as raw little-endian buffers (documented per colum
 keeps Parquet files compact and reading them free of per-element Python objects.
 
 Writers are atomic: a shard is written to `.<name>.tmp-<pid>` and renamed into place only when
-complete, so an interrupted job never leaves a shard that looks finished.
+complete, so an interrupted job never leaves a shard that looks finished. Every data page carries
+a CRC checksum that readers verify, so a shard damaged after it was written (truncated, bytes
+overwritten) is refused with one line naming the file rather than read as different numbers.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -23,6 +25,7 @@ import pyarrow as pyarrow
 import pyarrow.parquet as pq
 
 from stages.atomic import atomic_path
+from stages.errors import StageError, one_line
 
 # Arrow's default jemalloc pool keeps freed memory for reuse, so a job's resident memory creeps
 # up with every partition it reads (measured: +140 MB over 60 partitions of a voxelize job);
@@ -34,8 +37,9 @@ DATASETS = ("single", "pairs", "triplets")
 REALISMS = ("low", "high")
 
 
-class SchemaViolation(ValueError):
-    """A table failed its schema; the message names the table, the column and the row."""
+class SchemaViolation(StageError):
+    """A table failed its schema, or a shard is unreadable; the message names the table and the
+    file (and the column and row where the schema failed)."""
 
 
 @dataclass(frozen=True)
@@ -312,22 +316,37 @@ class ShardWriter:
         self.path = Path(path)
         self.spec = spec
         self.rows = 0
-        with ExitStack() as stack:
+        with self._naming_failures(), ExitStack() as stack:
             tmp = stack.enter_context(atomic_path(self.path))  # creates the parent folders
-            self._writer = stack.enter_context(pq.ParquetWriter(tmp, spec.arrow, compression="zstd"))
+            self._writer = stack.enter_context(
+                pq.ParquetWriter(tmp, spec.arrow, compression="zstd", write_page_checksum=True))
             self._files = stack.pop_all()
 
     def write(self, df: pd.DataFrame) -> None:
         validate(df, self.spec, where=str(self.path))
         if len(df):
-            self._writer.write_table(to_arrow(df, self.spec))
+            with self._naming_failures():
+                self._writer.write_table(to_arrow(df, self.spec))
             self.rows += len(df)
 
     def close(self) -> None:
-        self._files.close()  # closes the Parquet writer, then renames the file into place
+        with self._naming_failures():
+            self._files.close()  # closes the Parquet writer, then renames the file into place
 
     def abort(self) -> None:
-        self._files.__exit__(_Aborted, _Aborted(), None)  # closes the writer, removes the file
+        with self._naming_failures():
+            self._files.__exit__(_Aborted, _Aborted(), None)  # closes the writer, removes the file
+
+    @contextmanager
+    def _naming_failures(self):
+        """Arrow's write errors (a full disk: EFBIG, ENOSPC) name no file: name the shard."""
+        try:
+            yield
+        except OSError as err:
+            if err.filename is not None:
+                raise
+            reason = os.strerror(err.errno) if err.errno else one_line(err)
+            raise OSError(err.errno, f"could not write the shard: {reason}", str(self.path)) from None
 
     def __enter__(self) -> "ShardWriter":
         return self
@@ -336,7 +355,8 @@ class ShardWriter:
         if exc_type is None:
             self.close()
         else:
-            self._files.__exit__(exc_type, exc, tb)
+            with self._naming_failures():
+                self._files.__exit__(exc_type, exc, tb)
 
 
 class _Aborted(Exception):
@@ -375,12 +395,24 @@ def _as_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Pa
     return files
 
 
-def _open(path: Path, spec: TableSpec) -> pq.ParquetFile:
+# What Arrow raises on a damaged file (a footer whose names are no longer UTF-8 included).
+READ_ERRORS = (OSError, pyarrow.ArrowException, UnicodeDecodeError)
+
+
+def unreadable(path: Path, spec: TableSpec, err: BaseException) -> SchemaViolation:
+    """The error for a shard Parquet cannot read (truncated, overwritten, a failed checksum)."""
+    return SchemaViolation(f"{spec.name} table ({path}): unreadable Parquet, truncated or corrupt "
+                           f"(rebuild it): {one_line(err)}")
+
+
+def open_shard(path: Path, spec: TableSpec) -> pq.ParquetFile:
+    """Open one shard of `spec`'s table, its footer and columns checked, its page checksums
+    verified on every read."""
     try:
-        pf = pq.ParquetFile(path)
-    except (OSError, pyarrow.ArrowInvalid) as err:
-        raise SchemaViolation(f"{spec.name} table ({path}): unreadable Parquet: {err}") from None
-    names = pf.schema_arrow.names
+        pf = pq.ParquetFile(path, page_checksum_verification=True)
+        names = pf.schema_arrow.names
+    except READ_ERRORS as err:
+        raise unreadable(path, spec, err) from None
     if names != spec.columns:
         raise SchemaViolation(
             f"{spec.name} table ({path}): columns {names} do not match the schema {spec.columns}"
@@ -396,9 +428,15 @@ def iter_batches(
 ) -> Iterator[pd.DataFrame]:
     """Yield validated DataFrames of at most `batch_rows` rows; memory stays per batch."""
     for path in _as_files(paths):
-        pf = _open(path, spec)
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=list(columns or spec.columns)):
-            df = batch.to_pandas()
+        pf = open_shard(path, spec)
+        batches = pf.iter_batches(batch_size=batch_rows, columns=list(columns or spec.columns))
+        while True:
+            try:
+                df = next(batches).to_pandas()
+            except StopIteration:
+                break
+            except READ_ERRORS as err:  # a damaged page: never partial data
+                raise unreadable(path, spec, err) from None
             yield _validate_columns(df, spec, path)
 
 
@@ -430,7 +468,7 @@ def read_table(
 
 
 def count_rows(paths: str | os.PathLike | Sequence[str | os.PathLike], spec: TableSpec) -> int:
-    return sum(_open(p, spec).metadata.num_rows for p in _as_files(paths))
+    return sum(open_shard(p, spec).metadata.num_rows for p in _as_files(paths))
 
 
 # Binary array columns ---------------------------------------------------------------------

@@ -27,8 +27,20 @@ class CheckpointError(StageError):
 
 def save(path: str | Path, payload: dict) -> Path:
     """Write `payload` (plus the format number) to `path` atomically: a crash or a full disk
-    leaves the previous file, never a partial one under the final name."""
-    return atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **payload}, tmp))
+    leaves the previous file, never a partial one under the final name. A failed write raises
+    OSError naming `path` (torch's own writer reports only `RuntimeError: ... unexpected pos`)."""
+
+    def write(tmp: Path) -> None:
+        try:
+            with open(tmp, "wb") as f:  # through Python's file, so a failed write keeps its errno
+                torch.save({"format": FORMAT, **payload}, f)
+        except (OSError, RuntimeError) as err:
+            cause = err if isinstance(err, OSError) else err.__context__
+            if isinstance(cause, OSError) and cause.errno is not None:
+                raise OSError(cause.errno, f"could not write the checkpoint: {cause.strerror}", str(path)) from None
+            raise
+
+    return atomic_write(path, write)
 
 
 def step_path(directory: str | Path, step: int) -> Path:

@@ -126,24 +126,32 @@ def train(spec: ModelSpec, family, inputs: Mapping[str, Sequence[str]], options:
 
     def save_checkpoint():
         if ddp.main:
-            checkpoints.save(
-                checkpoints.step_path(ckpt_dir, step),
-                {
-                    "kind": "recon3d-checkpoint",
-                    "spec": spec.to_dict(),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    "epoch": epoch,
-                    "position": position,
-                    "examples": examples,
-                    "elapsed_s": elapsed,
-                    "log": rows,
-                },
-            )
-            checkpoints.prune(ckpt_dir, options.keep_checkpoints)
-            write_metrics(out_dir / "metrics.csv", rows, statistics)
+            try:
+                write_checkpoint()
+            except BaseException:
+                if progress is not None:
+                    progress.close()  # so that the one-line error starts a line of its own
+                raise
         ddp.barrier()
+
+    def write_checkpoint():
+        checkpoints.save(
+            checkpoints.step_path(ckpt_dir, step),
+            {
+                "kind": "recon3d-checkpoint",
+                "spec": spec.to_dict(),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "epoch": epoch,
+                "position": position,
+                "examples": examples,
+                "elapsed_s": elapsed,
+                "log": rows,
+            },
+        )
+        checkpoints.prune(ckpt_dir, options.keep_checkpoints)
+        write_metrics(out_dir / "metrics.csv", rows, statistics)
 
     progress = None
     if ddp.main:
