@@ -72,9 +72,7 @@ rule import_cub:
     params:
         cub_root=CUB_SOURCE["cub_root"],
         annotations=CUB_SOURCE["annotations"],
-        parts=(
-            f"--parts '{CUB_SOURCE['parts']}'" if CUB_SOURCE.get("parts") else ""
-        ),
+        parts=(f"--parts '{CUB_SOURCE['parts']}'" if CUB_SOURCE.get("parts") else ""),
         out=lambda wc, output: str(Path(output.train).parent),
     shell:
         "python -m stages.import_cub --cub-root {params.cub_root:q}"
