@@ -54,6 +54,7 @@ ARGUMENTS = {
     "stages.download": lambda m, o, f: (["--source", m, "--sha256", "skip", "--dest", f"{o}/d", "--no-progress"], m),
     "stages.eval": lambda m, o, f: (["--model", m, "--out-dir", o], m),
     "stages.fuse_tsdf": lambda m, o, f: (["--frames", m, "--out", o], m),
+    "stages.families.r2n2.pix3d": lambda m, o, f: (["--model", m, "--pix3d", m, "--out-dir", o], m),
     "stages.import_checkpoint": lambda m, o, f: (
         ["corenet", "--checkpoint", m, "--model", "h5", "--models-dir", str(REPO_ROOT / "config" / "models"),
          "--out", f"{o}/model.pt"], m),
