@@ -334,3 +334,18 @@ def _family_outputs(family):
             )
         outputs[out.role] = path
     return outputs
+
+
+# ScanNet-style scene data (rules/scannet.smk).
+SCANNET = f"{RESULTS}/scannet"
+SCANNET_SYNTHETIC = f"{DATA}/synthetic/scannet"
+
+
+def scannet_root():
+    source = config["scannet"]["source"]
+    return SCANNET_SYNTHETIC if source == "synthetic" else source
+
+
+def scannet_shards(split):
+    count = config["scannet"]["scenes"].get(split, 0)
+    return range(-(-count // config["scannet"]["shard_size"])) if count else range(0)

@@ -2,20 +2,7 @@
 # real ScanNet v2 release exported with SensReader -> frames/scans tables -> ground-truth TSDF
 # volumes at 4/8/16 cm (and the fused test meshes, the floor-plane baseline's source). See
 # stages/synthesize_rooms.py, stages/convert_scannet.py, stages/fuse_tsdf.py; the shard lists
-# come from scannet.scenes and scannet.shard_size (scannet_shards in this file's helpers below).
-
-SCANNET = f"{RESULTS}/scannet"
-SCANNET_SYNTHETIC = f"{DATA}/synthetic/scannet"
-
-
-def scannet_root():
-    source = config["scannet"]["source"]
-    return SCANNET_SYNTHETIC if source == "synthetic" else source
-
-
-def scannet_shards(split):
-    count = config["scannet"]["scenes"].get(split, 0)
-    return range(-(-count // config["scannet"]["shard_size"])) if count else range(0)
+# come from scannet.scenes and scannet.shard_size (scannet_shards in common.smk).
 
 
 rule synthesize_rooms:
@@ -30,9 +17,7 @@ rule synthesize_rooms:
     container:
         CPU_IMAGE
     params:
-        scenes=" ".join(
-            f"--scenes-{s} {n}" for s, n in config["scannet"]["scenes"].items()
-        ),
+        scenes=" ".join(f"--scenes-{s} {n}" for s, n in config["scannet"]["scenes"].items()),
         frames=config["scannet"]["frames"],
         width=config["scannet"]["width"],
         height=config["scannet"]["height"],
@@ -62,7 +47,7 @@ rule convert_scannet:
     container:
         CPU_IMAGE
     params:
-        out=SCANNET,
+        out=lambda wc, output: os.path.dirname(output.scans),
         shard_size=config["scannet"]["shard_size"],
     shell:
         "python -m stages.convert_scannet --root {input:q} --out {params.out:q}"
@@ -75,19 +60,20 @@ rule fuse_tsdf:
     output:
         volumes=f"{SCANNET}/tsdf/volumes/{{split}}/shard-{{shard}}.parquet",
         quarantine=f"{SCANNET}/tsdf/quarantine/{{split}}/shard-{{shard}}.parquet",
-    wildcard_constraints:
-        split="train|val",
     log:
         f"{RESULTS}/logs/fuse_tsdf/{{split}}-{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/fuse_tsdf/{{split}}-{{shard}}.tsv"
+    wildcard_constraints:
+        split="train|val",
     conda:
         "../../envs/data.yaml"
     container:
         CPU_IMAGE
     params:
-        frames=SCANNET,
-        out=f"{SCANNET}/tsdf",
+        # .../scannet/frames/<split>/shard-N.parquet -> .../scannet; .../tsdf/volumes/<split>/shard-N -> .../tsdf
+        frames=lambda wc, input: str(Path(input[0]).parents[2]),
+        out=lambda wc, output: str(Path(output.volumes).parents[2]),
         shard=lambda wc: int(wc.shard),
     shell:
         "python -m stages.fuse_tsdf --frames {params.frames:q} --out {params.out:q}"
@@ -110,8 +96,9 @@ rule fuse_tsdf_test:
     container:
         CPU_IMAGE
     params:
-        frames=SCANNET,
-        out=f"{SCANNET}/tsdf",
+        # .../scannet/frames/<split>/shard-N.parquet -> .../scannet; .../tsdf/volumes/<split>/shard-N -> .../tsdf
+        frames=lambda wc, input: str(Path(input[0]).parents[2]),
+        out=lambda wc, output: str(Path(output.volumes).parents[2]),
         shard=lambda wc: int(wc.shard),
     shell:
         "mkdir -p {output.meshes:q} && python -m stages.fuse_tsdf --frames {params.frames:q}"
