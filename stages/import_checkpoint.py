@@ -295,8 +295,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_grad_enabled(False)
-    return import_command(args)
+    with torch.no_grad():  # inference only; never changes the caller's grad mode
+        return import_command(args)
 
 
 if __name__ == "__main__":
