@@ -9,6 +9,7 @@ A shard's number is the FRAMES shard its scenes start in.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
 
@@ -17,6 +18,7 @@ import pandera.pandas as pa
 import pyarrow
 
 from stages.errors import StageError
+from stages.scannet_tables import SCANNET_QUARANTINE
 from stages.tables import SPLITS, TableSpec, pack_array, shard_path, unpack_array
 from stages.tsdf.fusion import VolumeGrid
 
@@ -81,19 +83,10 @@ TSDF_VOLUMES = TableSpec(
     "weight > 0.",
 )
 
-TSDF_QUARANTINE = TableSpec(
+# The same columns and checks as the converter's quarantine (scene, split, reason), by name of its own.
+TSDF_QUARANTINE = replace(
+    SCANNET_QUARANTINE,
     name="tsdf_quarantine",
-    arrow=pyarrow.schema(
-        [("scene", pyarrow.string()), ("split", pyarrow.string()), ("reason", pyarrow.string())]
-    ),
-    checks=pa.DataFrameSchema(
-        {
-            "scene": pa.Column(str),
-            "split": pa.Column(str),
-            "reason": pa.Column(str, pa.Check.str_length(min_value=1)),
-        },
-        strict=True,
-    ),
     doc="One row per scene left without a TSDF volume (no valid depth pixel, undecodable "
     "depth), with the reason.",
 )
