@@ -4,8 +4,11 @@
 
 What a model takes depends on its family (`--help` with a `--model` lists it): CoReNet models one
 `--image` (and optionally `--camera`, a 4x4 reconstruction-to-image matrix), 3D-R2N2 models any
-number of `--image` views. Meshes are written with trimesh (.obj, .ply, .glb, .stl, .off),
-atomically.
+number of `--image` views. Meshes are written with trimesh (.obj, .ply, .glb, .stl, .off), in the
+family's output frame and units, each file atomically (a temporary name in the same folder, then a
+rename). A textured mesh (UMR's) written as `<stem>.obj` comes with `<stem>.mtl` (its material,
+named by the .obj's `mtllib`) and `<stem>.png` (the texture image, named by the .mtl's `map_Kd`)
+beside it, so predictions into one folder keep their own textures; `.glb` embeds the texture.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .atomic import atomic_path
+from . import atomic
 from .cli import run
 from .errors import StageError
 from .torch_device import DEVICE_CHOICES, resolve_device
@@ -33,6 +36,43 @@ def parser(family=None) -> argparse.ArgumentParser:
     return p
 
 
+def write_obj(mesh, out: Path) -> list[Path]:
+    """Write `mesh` (a trimesh.Trimesh) as the Wavefront OBJ `out`; a textured mesh's material goes to
+    `<stem>.mtl` and its texture image to `<stem>.<image format>` (.png for UMR) beside it. Every
+    file is written atomically, the image first and the .obj last, so an .obj never names a file
+    that is missing. Returns the files written, the .obj last."""
+    from trimesh.exchange.obj import export_obj
+
+    material = getattr(mesh.visual, "material", None)
+    if material is not None:
+        mesh = mesh.copy()
+        material = material.to_simple() if hasattr(material, "to_simple") else material
+        material.name = out.stem  # names the material and, in trimesh's .mtl, its image `<stem>.<ext>`
+        mesh.visual.material = material
+    text, files = export_obj(mesh, return_texture=True, mtl_name=f"{out.stem}.mtl")
+    for name in files:
+        if Path(name).name != name or Path(name).stem != out.stem:
+            raise StageError(f"{out}: trimesh named a material file {name!r}, expected {out.stem}.<ext>")
+    mtl = f"{out.stem}.mtl"
+    written = [atomic.write_bytes(out.with_name(name), data) for name, data in files.items() if name != mtl]
+    if mtl in files:
+        written.append(atomic.write_bytes(out.with_name(mtl), files[mtl]))
+    written.append(atomic.write_text(out, text))
+    return written
+
+
+def write_mesh(mesh, out: Path) -> list[Path]:
+    """Write `mesh` to `out` in the format of its suffix (MESH_SUFFIXES), atomically; .obj through
+    write_obj (with a textured mesh's .mtl and image beside it), the others as one file. Returns
+    the files written, `out` last."""
+    suffix = out.suffix.lower()
+    if suffix == ".obj":
+        return write_obj(mesh, out)
+    with atomic.atomic_path(out) as tmp:
+        mesh.export(tmp, file_type=suffix.lstrip("."))
+    return [out]
+
+
 def main(argv=None) -> int:
     first, _ = parser().parse_known_args(argv)
     out = Path(first.out)
@@ -42,11 +82,12 @@ def main(argv=None) -> int:
     spec, family, model, _ = load_model(first.model, device)
     args = parser(family).parse_args(argv)
     prediction = family.predict(spec, model, args, device)
-    with atomic_path(out) as tmp:
-        prediction.mesh.export(tmp, file_type=out.suffix.lower().lstrip("."))
+    written = write_mesh(prediction.mesh, out)
     for note in prediction.notes:
         print(note, file=sys.stderr)
-    print(f"{out}: {len(prediction.mesh.vertices)} vertices, {len(prediction.mesh.faces)} faces", file=sys.stderr)
+    beside = f" (with {', '.join(p.name for p in written[:-1])})" if len(written) > 1 else ""
+    print(f"{out}: {len(prediction.mesh.vertices)} vertices, {len(prediction.mesh.faces)} faces{beside}",
+          file=sys.stderr)
     return 0
 
 

@@ -1,11 +1,15 @@
 """UMR prediction from a user's photo: any size and orientation (stages.images.read_rgb), cropped
 by `--bbox x1 y1 x2 y2` (0-based inclusive pixels) or the whole picture, then UMR's crop rules
 (5 % padding, square, white fill, bilinear resize; stages.cub_crop). The mesh is the predicted
-symmetric shape in the template frame with a texture image: the UV flow sampled from the input
-(the texture UMR renders), UVs from the template sphere (CMR's spherical coordinates). `.obj`
-is written with its .mtl and .png beside it, `.glb` embeds the texture. The predicted camera
-(scale, translation, quaternion w x y z; image = s R X + t in [-1, 1] crop coordinates, y down)
-is printed."""
+symmetric shape in the template frame (unitless: the template is a unit sphere deformed, no
+metric scale) with a texture image: the UV flow sampled from the input (the texture UMR renders,
+uint8 RGB, H x 2H pixels for the network's UV flow size), UVs from the template sphere (CMR's
+spherical coordinates). stages.predict writes it, each file atomically: `--out <stem>.obj` as
+`<stem>.obj`, `<stem>.mtl` (its `mtllib`) and `<stem>.png` (the .mtl's `map_Kd`) in the .obj's
+folder, `--out <stem>.glb` as one file with the texture embedded. The material's diffuse colour is
+white, so viewers show the texture as sampled (OBJ's Kd and glTF's baseColorFactor multiply it).
+The predicted camera (scale, translation, quaternion w x y z; image = s R X + t in [-1, 1] crop
+coordinates, y down) is printed."""
 
 from __future__ import annotations
 
@@ -48,7 +52,8 @@ def textured_mesh(vertices: np.ndarray, faces: np.ndarray, sphere: np.ndarray, t
     """A trimesh with TextureVisuals: UV of each vertex from its template-sphere position
     (spherical_uv, u along the texture's width, v down its height, mapped onto the texture's
     pixel centres as grid_sample's align_corners=True does); faces across the u seam get their
-    own copies of the vertices with u shifted by one period (the texture repeats)."""
+    own copies of the vertices with u shifted by one period (the texture repeats). The material
+    is white (diffuse 1) with `texture` as its image."""
     import trimesh
     from PIL import Image
 
@@ -67,7 +72,7 @@ def textured_mesh(vertices: np.ndarray, faces: np.ndarray, sphere: np.ndarray, t
     uvs = np.array(uvs)
     tex_u = ((uvs[:, 0] + 1) / 2 * (w - 1) + 0.5) / w
     tex_v = 1.0 - ((uvs[:, 1] + 1) / 2 * (h - 1) + 0.5) / h
-    material = trimesh.visual.material.SimpleMaterial(image=Image.fromarray(texture))
+    material = trimesh.visual.material.SimpleMaterial(image=Image.fromarray(texture), diffuse=(255, 255, 255, 255))
     visual = trimesh.visual.TextureVisuals(uv=np.stack([tex_u, tex_v], 1), material=material)
     return trimesh.Trimesh(np.array(verts), faces, visual=visual, process=False)
 
