@@ -219,3 +219,20 @@ def test_face_soft_centroids_and_visibility():
     assert visible[0].tolist() == [True, False, False]
     assert centroid[0, 0].tolist() == pytest.approx([0.1, -0.1], abs=2 / 128)
     assert centroid[0, 2].tolist() == [0.0, 0.0]
+
+
+def test_face_through_the_camera_plane_has_finite_gradients():
+    # A second face with one corner exactly at z = 0 and one behind (z < 0) covers the pixel:
+    # its interpolated depth is outside [near, far], so the colour is the first face's alone,
+    # and the gradient (NaN before the depth guard, from 1 / 0) is finite everywhere.
+    settings = SoftRasterSettings(image_size=4, sigma=1e-2, gamma=1e-2, dist_eps=1e-6)
+    tri = [[-0.9, -0.9], [0.9, -0.9], [0.0, 0.9]]
+    front = torch.tensor([[[x, y, 2.0] for x, y in tri]], dtype=F64)
+    bad = torch.tensor([[[x, y, z] for (x, y), z in zip(tri, (0.0, -0.5, 3.0))]], dtype=F64)
+    colours = torch.tensor([[[1.0], [0.0]]], dtype=F64)
+    both = torch.cat([front, bad], dim=1).requires_grad_(True)
+    out = soft_rasterize(both, torch.tensor([[0, 1, 2], [3, 4, 5]]), colours, settings, "face")
+    alone = soft_rasterize(front, ONE_FACE, colours[:, :1], settings, "face")
+    assert torch.equal(out[:, 0], alone[:, 0])
+    out.sum().backward()
+    assert torch.isfinite(both.grad).all()

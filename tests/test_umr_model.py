@@ -3,6 +3,7 @@ output shapes at both scales, latent modes and local ResNet-18 weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -369,3 +370,25 @@ def test_vertex_chamfer_loss_by_hand():
     expected = 0.75 * (0.01 + 0.04 + 0.25) / 4 + 0.25 * (0.0 + 0.05 + 0.26) / 4
     got = vertex_chamfer_loss(template, parts, points, cams, probs, weights)
     assert got.item() == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_azimuth_camera_init_spreads_side_views_around_the_up_axis(axis):
+    # Hypothesis k turns the mirror axis to (-sin, 0, cos)(2 pi k / K) up to the sense of the
+    # turn: side views at k = 0 and K / 2, front and back views in between; the template's up
+    # axis stays on the image's vertical for every k.
+    from stages.models.umr import initial_quaternions, quat_rotate
+
+    k = 8
+    q = initial_quaternions(k, axis, "azimuths")
+    assert torch.allclose(q.norm(dim=1), torch.ones(k))
+    basis = quat_rotate(torch.eye(3)[None].expand(k, 3, 3), q)  # [K, 3 template axes, 3 image axes]
+    mirror = basis[:, axis]
+    angles = torch.arange(k, dtype=torch.float64) * 2 * math.pi / k
+    assert torch.allclose(mirror[:, 2].double().abs(), angles.cos().abs(), atol=1e-6)
+    assert torch.allclose(mirror[:, 1], torch.zeros(k), atol=1e-6)
+    up = basis[0, :, 1].abs().argmax()
+    assert torch.allclose(basis[:, up, 1].abs(), torch.ones(k), atol=1e-6)
+    assert torch.equal(initial_quaternions(3, axis, "identity"), torch.tensor([[1.0, 0, 0, 0]] * 3))
+    model = UMR(dataclasses.replace(SMALL, camera_init="azimuths", hypotheses=k, axis=axis))
+    assert torch.allclose(torch.stack([h.bias[:4] for h in model.cameras.heads]), q)

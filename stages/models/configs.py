@@ -1,6 +1,6 @@
 """Network configurations of the model families, as frozen dataclasses without torch.
 
-The networks (`resnet`, `corenet`, `r2n2`) are built from these; the model files' `network`
+The networks (`resnet`, `corenet`, `r2n2`, `umr`) are built from these; the model files' `network`
 sections are parsed straight into them (`stages.model_spec.parse_section`), so that the workflow
 checks a model file when it builds the DAG without importing torch.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 INITIAL_GRID = 4  # CoReNet's decoder starts from a 4^3 grid
 SHORTCUTS = ("none", "identity", "conv", "mid")  # 3D-R2N2 residual shortcuts
 NORMS = ("none", "batch")  # 3D-R2N2 normalisation
+CAMERA_INITS = ("identity", "azimuths")  # UMR camera hypotheses at initialisation
 
 
 @dataclass(frozen=True)
@@ -216,3 +217,39 @@ class R2N2Config:
             decoder_shortcuts=("identity", "conv", "conv"),
             norm="batch",
         )
+
+
+@dataclass(frozen=True)
+class UMRConfig:
+    """UMR's network (stages.models.umr; NVlabs/UMR nnutils/cub_mesh.py). image_size: input side
+    (px, multiple of 64); resnet: encoder; conv_channels: the 4x4/2 conv after it; feature:
+    encoder fc width (nz_feat); latent: z size; subdivisions / axis: the icosphere template and
+    its mirror axis; hypotheses: camera hypotheses K; texture_size: T (samples per face side);
+    uv_channels: first width of the UV flow decoder (nc_init); uv_upconvs: its upsampling steps.
+    camera_init: "identity" (every hypothesis starts at the identity rotation, as the original)
+    or "azimuths" (hypothesis k starts at the rotation that turns the mirror axis into the
+    viewing direction, then by 360 k / K degrees about the template's up axis, so that short
+    trainings begin with K distinct side views; `stages.models.umr.initial_quaternions`)."""
+
+    image_size: int = 256
+    resnet: ResNetConfig = field(default_factory=lambda: ResNetConfig("basic", (2, 2, 2, 2), (64, 128, 256, 512), 64))
+    conv_channels: int = 256
+    feature: int = 200
+    latent: int = 350
+    subdivisions: int = 3
+    axis: int = 1
+    hypotheses: int = 8
+    texture_size: int = 6
+    uv_channels: int = 256
+    uv_upconvs: int = 5
+    camera_init: str = "identity"
+
+    def __post_init__(self):
+        if self.image_size % 64 or self.image_size < 64:
+            raise ValueError(f"image_size must be a positive multiple of 64, got {self.image_size}")
+        if self.hypotheses < 1 or self.subdivisions < 1 or self.texture_size < 1:
+            raise ValueError("hypotheses, subdivisions and texture_size must be >= 1")
+        if self.axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0, 1 or 2, got {self.axis}")
+        if self.camera_init not in CAMERA_INITS:
+            raise ValueError(f"camera_init must be one of {', '.join(CAMERA_INITS)}, got {self.camera_init!r}")

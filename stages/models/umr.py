@@ -1,7 +1,7 @@
 """UMR's network (Li et al., ECCV 2020; NVlabs/UMR nnutils/cub_mesh.py, built on CMR): image ->
 symmetric icosphere deformation, K camera hypotheses with probabilities, and a UV texture flow.
 
-Sizes come from a `UMRConfig`; `PAPER` is the original's (ResNet-18, 256 px, level-3 icosphere,
+Sizes come from a `UMRConfig` (stages.models.configs); `PAPER` is the original's (ResNet-18, 256 px, level-3 icosphere,
 8 hypotheses, 6x6 texture samples per face, UV flow 128 x 256) and `SMALL` a CPU-trainable one.
 
 Coordinates: the mesh lives in its own 3D frame; `orthographic_project` maps it with a camera
@@ -27,7 +27,7 @@ Deliberate differences from the original, each for a stated reason:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -35,7 +35,8 @@ import trimesh
 from scipy.spatial import cKDTree
 from torch import nn
 
-from stages.models.resnet import ResNetConfig, ResNetEncoder
+from stages.models.configs import ResNetConfig, UMRConfig
+from stages.models.resnet import ResNetEncoder
 
 
 # --------------------------------------------------------------------------- template
@@ -182,30 +183,6 @@ def sample_image(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- network
 
 
-@dataclass(frozen=True)
-class UMRConfig:
-    """image_size: input side (px, multiple of 64); resnet: encoder; conv_channels: the 4x4/2 conv
-    after it; feature: encoder fc width (nz_feat); latent: z size; subdivisions / axis: template;
-    hypotheses: camera hypotheses; texture_size: T (samples per face side); uv_channels: first
-    width of the UV flow decoder (nc_init); uv_upconvs: its upsampling steps."""
-
-    image_size: int = 256
-    resnet: ResNetConfig = field(default_factory=lambda: ResNetConfig("basic", (2, 2, 2, 2), (64, 128, 256, 512), 64))
-    conv_channels: int = 256
-    feature: int = 200
-    latent: int = 350
-    subdivisions: int = 3
-    axis: int = 1
-    hypotheses: int = 8
-    texture_size: int = 6
-    uv_channels: int = 256
-    uv_upconvs: int = 5
-
-    def __post_init__(self):
-        if self.image_size % 64:
-            raise ValueError(f"image_size must be a multiple of 64, got {self.image_size}")
-
-
 PAPER = UMRConfig()
 SMALL = UMRConfig(
     image_size=64,
@@ -266,20 +243,65 @@ class UMREncoder(nn.Module):
         return feat, self.mean_head(feat), self.logvar_head(feat)
 
 
+def quaternion_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product of quaternions [..., 4] (w, x, y, z): R(a b) = R(a) R(b)."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], dim=-1)
+
+
+def axis_angle_quaternion(axis: int, angle: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions [..., 4] of rotations by `angle` [...] (radians) about coordinate axis
+    0 (x), 1 (y) or 2 (z)."""
+    q = torch.zeros(*angle.shape, 4, dtype=angle.dtype)
+    q[..., 0] = torch.cos(angle / 2)
+    q[..., 1 + axis] = torch.sin(angle / 2)
+    return q
+
+
+def initial_quaternions(hypotheses: int, mirror_axis: int, mode: str) -> torch.Tensor:
+    """[K, 4] quaternions the camera hypotheses start from (the heads' biases).
+
+    "identity": all (1, 0, 0, 0), as UMR (cub_mesh.py MultiCamPredictor). "azimuths" (this
+    project's, for short trainings): q_k = q_view q_up(2 pi k / K). q_view is the quarter turn
+    that takes the mirror axis to the viewing direction (image z; none when it already is), so
+    hypothesis 0 is a side view (the bird's left-right axis along the line of sight); q_up turns
+    about the template axis that q_view takes to the image's vertical, so the K hypotheses are
+    K azimuths around the template's up axis. Raises ValueError for another mode."""
+    if mode == "identity":
+        return torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(hypotheses, 1)
+    if mode != "azimuths":
+        raise ValueError(f"unknown camera_init {mode!r}")
+    quarter = torch.tensor(math.pi / 2, dtype=torch.float64)
+    if mirror_axis == 2:
+        view = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    else:
+        view = axis_angle_quaternion(1 - mirror_axis, quarter)  # x -> about y, y -> about x
+    basis = quat_rotate(torch.eye(3, dtype=torch.float64)[None], view[None])[0]
+    up = int(basis[:, 1].abs().argmax())  # the template axis that lands on image y
+    angles = torch.arange(hypotheses, dtype=torch.float64) * (2 * math.pi / hypotheses)
+    turn = axis_angle_quaternion(up, angles)
+    return quaternion_multiply(view.expand_as(turn), turn).float()
+
+
 class CameraHypotheses(nn.Module):
     """feature [B, D] -> cams [B, K, 7] (s, tx, ty, unit quaternion) and probabilities [B, K]
     (cub_mesh.py MultiCamPredictor: shared fc stack, then per hypothesis an fc stack with BN and
-    linear heads; scale relu(x + 1) + 1e-12; quaternion bias (1, 0, 0, 0); softmax over K)."""
+    linear heads; scale relu(x + 1) + 1e-12; quaternion bias `initial_quaternions` (UMR: the
+    identity); softmax over K)."""
 
-    def __init__(self, feature: int, hypotheses: int):
+    def __init__(self, feature: int, hypotheses: int, initial: torch.Tensor | None = None):
         super().__init__()
         self.shared = _fc_stack(feature, feature, batch_norm=False)
         self.trunks = nn.ModuleList([_fc_stack(feature, feature) for _ in range(hypotheses)])
         self.heads = nn.ModuleList([nn.Linear(feature, 8) for _ in range(hypotheses)])  # quat 4, logit, scale, t 2
         _net_init(self)
+        if initial is None:
+            initial = initial_quaternions(hypotheses, 1, "identity")
         with torch.no_grad():
-            for head in self.heads:
-                head.bias[:4] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+            for head, quat in zip(self.heads, initial):
+                head.bias[:4] = quat
 
     def forward(self, feat):
         shared = self.shared(feat)
@@ -360,7 +382,8 @@ class UMR(nn.Module):
         self.encoder = UMREncoder(config)
         self.shape = nn.Linear(config.latent, t.n_predicted * 3)
         nn.init.normal_(self.shape.weight, 0.0, 1e-4)
-        self.cameras = CameraHypotheses(config.feature, config.hypotheses)
+        self.cameras = CameraHypotheses(config.feature, config.hypotheses,
+                                        initial_quaternions(config.hypotheses, config.axis, config.camera_init))
         uv_height = 2 ** int(math.floor(math.log2(math.sqrt(t.n_textured_faces) * config.texture_size)))
         self.texture = TextureFlow(config.feature, uv_height, config.uv_channels, config.uv_upconvs)
         self.register_buffer("mean_v", torch.tensor(t.vertices[: t.n_predicted], dtype=torch.float32))

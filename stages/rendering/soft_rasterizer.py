@@ -134,8 +134,17 @@ def pair_geometry(px, py, x0, y0, x1, y1, x2, y2, z0, z1, z2, threshold: float, 
         return keep, inside, d2, None, None
     w = torch.stack(torch.broadcast_tensors(w0, w1, w2), dim=-1).clamp(0.0, 1.0)
     w = w / w.sum(-1, keepdim=True).clamp_min(1e-5)
-    depth = 1.0 / (w[..., 0] / z0 + w[..., 1] / z1 + w[..., 2] / z2)
+    # Corners at z ~ 0 (behind an orthographic camera's offset) would give inf depths whose
+    # gradient is NaN even where the near/far window drops the pair: divide by |z| >= 1e-6 and
+    # by an inverse depth of |.| >= 1e-12 (the resulting depth falls outside [near, far]).
+    inv = w[..., 0] / _away_from_zero(z0, 1e-6) + w[..., 1] / _away_from_zero(z1, 1e-6) + w[..., 2] / _away_from_zero(z2, 1e-6)
+    depth = 1.0 / _away_from_zero(inv, 1e-12)
     return keep, inside, d2, w, depth
+
+
+def _away_from_zero(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x where |x| > eps, else eps with x's sign (+eps at 0), with gradient 0 there."""
+    return torch.where(x.abs() > eps, x, torch.where(x < 0, -eps, eps))
 
 
 def _segment_d2(px, py, ax, ay, bx, by):

@@ -9,23 +9,22 @@ is computed), `vertex_parts` [V] and `face_parts` [F] (part labels 1 head, 2 nec
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
 from ...errors import StageError
-from ...models.umr import UMR, UMRConfig, load_resnet18_weights
+from ...models.configs import UMRConfig
+from ...models.umr import UMR, load_resnet18_weights
 from .spec import UMRNetwork
 
 NUM_RENDERED_PARTS = 4  # head, neck, back, belly (umr_losses.part_map_loss's rendered channels)
 
 
 def umr_config(network: UMRNetwork) -> UMRConfig:
-    """The stages.models.umr config of a model file's network section."""
-    return UMRConfig(image_size=network.image_size, resnet=network.resnet, conv_channels=network.conv_channels,
-                     feature=network.feature, latent=network.latent, subdivisions=network.subdivisions,
-                     axis=network.axis, hypotheses=network.hypotheses, texture_size=network.texture_size,
-                     uv_channels=network.uv_channels, uv_upconvs=network.uv_upconvs)
+    """The network config of a model file's network section (its fields less `pretrained`)."""
+    return UMRConfig(**{f.name: getattr(network, f.name) for f in fields(UMRConfig)})
 
 
 class UMRNet(UMR):

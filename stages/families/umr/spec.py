@@ -1,6 +1,6 @@
 """UMR's sections of a model file, torch-free (the workflow reads them when it builds the DAG).
 
-network: the fields of `stages.models.umr.UMRConfig` (plus a local ResNet-18 weights file);
+network: the fields of `stages.models.configs.UMRConfig` (plus a local ResNet-18 weights file);
 train: the two stages' lengths, loss weights, crop and rasteriser settings; eval: PCK alphas,
 keypoint-transfer pairs and sampling; paper: the published numbers (left empty where they
 cannot be cited).
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...model_spec import Paper
-from ...models.configs import ResNetConfig
+from ...models.configs import UMRConfig
 
 # Loss weights. Stage 2: NVlabs/UMR experiments/train_s2.py flags (lines 49-60; equal to
 # stages.models.umr_losses.STAGE2_WEIGHTS, which a test checks). Stage 1: train_s1.py flags (lines
@@ -26,31 +26,12 @@ STAGE2_WEIGHTS = {"mask": 2.5, "laplacian": 0.15, "flatten": 5e-4, "deform": 1.0
 
 
 @dataclass(frozen=True)
-class UMRNetwork:
-    """stages.models.umr.UMRConfig's fields (see there) and `pretrained`: a local torchvision
+class UMRNetwork(UMRConfig):
+    """stages.models.configs.UMRConfig's fields (see there) and `pretrained`: a local torchvision
     ResNet-18 state dict loaded into the encoder when the model is built ("" = from scratch;
-    nothing is downloaded). image_size: the network's input side in pixels (multiple of 64)."""
+    nothing is downloaded)."""
 
-    image_size: int = 256
-    resnet: ResNetConfig = field(default_factory=lambda: ResNetConfig("basic", (2, 2, 2, 2), (64, 128, 256, 512), 64))
-    conv_channels: int = 256
-    feature: int = 200
-    latent: int = 350
-    subdivisions: int = 3
-    axis: int = 1
-    hypotheses: int = 8
-    texture_size: int = 6
-    uv_channels: int = 256
-    uv_upconvs: int = 5
     pretrained: str = ""
-
-    def __post_init__(self):
-        if self.image_size % 64 or self.image_size < 64:
-            raise ValueError(f"image_size must be a positive multiple of 64, got {self.image_size}")
-        if self.hypotheses < 1 or self.subdivisions < 1 or self.texture_size < 1:
-            raise ValueError("hypotheses, subdivisions and texture_size must be >= 1")
-        if self.axis not in (0, 1, 2):
-            raise ValueError(f"axis must be 0, 1 or 2, got {self.axis}")
 
 
 @dataclass(frozen=True)
