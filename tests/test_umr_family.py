@@ -186,3 +186,20 @@ def test_predict_writes_a_textured_mesh(tiny, tmp_path, suffix):
     image = mesh.visual.material.baseColorTexture if suffix == ".glb" else mesh.visual.material.image
     assert image is not None and image.size == (128, 64)  # UV flow 64 x 128 (SMALL)
     assert mesh.visual.uv.shape == (len(mesh.vertices), 2)
+
+
+def test_stage2_without_part_maps_is_a_clear_error(tiny, tmp_path):
+    # A table imported without --parts has no SCOPS maps: stage 2 refuses, naming the file;
+    # stage 1 alone (steps = stage1_steps) trains.
+    from stages import import_cub
+    from stages.errors import StageError
+
+    root, spec, _, _ = tiny
+    import_cub.main(["--cub-root", str(root / "birds/CUB_200_2011"), "--annotations", str(root / "birds/cachedir"),
+                     "--out", str(tmp_path / "tables"), "--no-progress"])
+    inputs = {"train": [str(tmp_path / "tables/train.parquet")]}
+    family = family_named("umr")
+    with pytest.raises(StageError, match=r"train\.parquet: no SCOPS part maps"):
+        family.training_task(spec, inputs, 0, None)
+    stage1 = replace(spec, train=replace(spec.train, steps=spec.train_options.stage1_steps))
+    assert family.training_task(stage1, inputs, 0, None) is not None

@@ -35,6 +35,7 @@ from ...models.umr_losses import (
     vertex_chamfer_loss,
 )
 from ...rendering.soft_rasterizer import SoftRasterSettings, face_soft_centroids, soft_fragments
+from ...errors import StageError
 from ...training.task import indexed_task
 from .data import CubExamples, collate, read_records
 from .model import UMRNet, build_model
@@ -167,6 +168,9 @@ def training_task(spec, inputs, seed: int = 0, limit: int | None = None):
     """Batches of the training table (inputs: train, one Parquet file) and the two-stage loss."""
     opts = spec.train_options
     records = read_records(inputs["train"][0], limit)
+    if spec.train.steps > opts.stage1_steps and all(r.parts is None for r in records):
+        raise StageError(f"{inputs['train'][0]}: no SCOPS part maps (import_cub --parts), which UMR's stage 2 "
+                         f"trains on; give them, or set train.steps = stage1_steps ({opts.stage1_steps}) for stage 1 only")
     dataset = CubExamples(records, spec.network.image_size, render_size(spec), train=True, seed=seed,
                           jitter=opts.jitter, mirror=opts.mirror, part_points=opts.part_points)
     model = build_model(spec, pretrained=True)
