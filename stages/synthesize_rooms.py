@@ -28,8 +28,9 @@ extrinsics). Poses are rounded to the six decimals the pose files hold before re
 files agree with the images exactly.
 
 Rendering: the project's z-buffer rasteriser (`stages.rendering.rasterizer`), depth = z of the
-nearest surface along the optical axis; colour = flat albedo per object (the floor tiled in
-0.5 m squares) lit by ambient, a fixed sky direction and a headlight.
+nearest surface along the optical axis; colour = albedo per object (the floor tiled in 0.5 m
+squares, walls and furniture in a 3D checker of 0.2 m cells at +-10 %) lit by ambient, a fixed
+sky direction and a headlight.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ COLOR_PRINCIPAL_SHIFT = 0.01  # colour principal point off centre by 1 % of the 
 LIGHT = np.array([0.3, 0.5, 1.0]) / np.linalg.norm([0.3, 0.5, 1.0])
 AMBIENT, SKY, HEADLIGHT = 0.35, 0.4, 0.25
 FLOOR_TILE = 0.5  # metres
+# Walls and furniture: a 3D checker of SOLID_TILE cells (lattice shifted by SOLID_SHIFT so that
+# no wall or top lies on a cell boundary) modulating the albedo by +-SOLID_CONTRAST, so that
+# every surface has texture for multi-view matching (real rooms do; flat walls give none).
+SOLID_TILE = 0.2  # metres
+SOLID_SHIFT = 0.0137  # metres
+SOLID_CONTRAST = 0.1
 
 
 # Cameras ------------------------------------------------------------------------------------
@@ -117,7 +124,8 @@ def render_depth(geometry: SceneGeometry, cam_to_world: np.ndarray, K: np.ndarra
 def shade(geometry: SceneGeometry, depth: np.ndarray, face: np.ndarray, cam_to_world: np.ndarray,
           K: np.ndarray) -> np.ndarray:
     """uint8 [H, W, 3] colour from render_depth's output: object albedo (object 0, the floor,
-    tiled) times ambient + sky (two-sided Lambert) + headlight; black where no surface."""
+    tiled in FLOOR_TILE squares; everything else in a 3D checker of SOLID_TILE cells) times
+    ambient + sky (two-sided Lambert) + headlight; black where no surface."""
     height, width = depth.shape
     rows, cols = np.nonzero(face >= 0)
     rays = np.linalg.inv(K) @ np.stack([cols, rows, np.ones_like(cols)]).astype(np.float64)
@@ -131,6 +139,8 @@ def shade(geometry: SceneGeometry, depth: np.ndarray, face: np.ndarray, cam_to_w
     albedo = geometry.colors[owner].copy()
     tiles = (np.floor(points[:, 0] / FLOOR_TILE) + np.floor(points[:, 1] / FLOOR_TILE)) % 2
     albedo[owner == 0] *= np.where(tiles[owner == 0] > 0, 0.85, 1.05)[:, None]
+    cells = np.floor((points + SOLID_SHIFT) / SOLID_TILE).sum(1) % 2
+    albedo[owner != 0] *= np.where(cells[owner != 0] > 0, 1.0 - SOLID_CONTRAST, 1.0 + SOLID_CONTRAST)[:, None]
     image = np.zeros((height, width, 3))
     image[rows, cols] = albedo * light[:, None]
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
