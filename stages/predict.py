@@ -36,11 +36,12 @@ def parser(family=None) -> argparse.ArgumentParser:
     return p
 
 
-def write_obj(mesh, out: Path) -> list[Path]:
+def write_obj(mesh, out: Path, protect=()) -> list[Path]:
     """Write `mesh` (a trimesh.Trimesh) as the Wavefront OBJ `out`; a textured mesh's material goes to
     `<stem>.mtl` and its texture image to `<stem>.<image format>` (.png for UMR) beside it. Every
     file is written atomically, the image first and the .obj last, so an .obj never names a file
-    that is missing. Returns the files written, the .obj last."""
+    that is missing. Returns the files written, the .obj last. Raises StageError, before writing
+    anything, when one of those files is in `protect` (the prediction's inputs)."""
     from trimesh.exchange.obj import export_obj
 
     material = getattr(mesh.visual, "material", None)
@@ -54,6 +55,7 @@ def write_obj(mesh, out: Path) -> list[Path]:
         if Path(name).name != name or Path(name).stem != out.stem:
             raise StageError(f"{out}: trimesh named a material file {name!r}, expected {out.stem}.<ext>")
     mtl = f"{out.stem}.mtl"
+    _refuse_inputs([out.with_name(name) for name in files] + [out], protect)
     written = [atomic.write_bytes(out.with_name(name), data) for name, data in files.items() if name != mtl]
     if mtl in files:
         written.append(atomic.write_bytes(out.with_name(mtl), files[mtl]))
@@ -61,13 +63,31 @@ def write_obj(mesh, out: Path) -> list[Path]:
     return written
 
 
-def write_mesh(mesh, out: Path) -> list[Path]:
+def _refuse_inputs(targets, protect) -> None:
+    inputs = {Path(p).resolve() for p in protect}
+    for target in targets:
+        if Path(target).resolve() in inputs:
+            raise StageError(f"{target}: is an input of this prediction and would be overwritten; choose another --out")
+
+
+def input_files(args) -> list[Path]:
+    """The existing files named by the parsed arguments (the model, the images, ...)."""
+    found = []
+    for value in vars(args).values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, (str, Path)) and str(item) and Path(item).is_file():
+                found.append(Path(item))
+    return found
+
+
+def write_mesh(mesh, out: Path, protect=()) -> list[Path]:
     """Write `mesh` to `out` in the format of its suffix (MESH_SUFFIXES), atomically; .obj through
     write_obj (with a textured mesh's .mtl and image beside it), the others as one file. Returns
-    the files written, `out` last."""
+    the files written, `out` last. Raises StageError when a file to write is in `protect`."""
     suffix = out.suffix.lower()
     if suffix == ".obj":
-        return write_obj(mesh, out)
+        return write_obj(mesh, out, protect)
+    _refuse_inputs([out], protect)
     with atomic.atomic_path(out) as tmp:
         mesh.export(tmp, file_type=suffix.lstrip("."))
     return [out]
@@ -82,7 +102,7 @@ def main(argv=None) -> int:
     spec, family, model, _ = load_model(first.model, device)
     args = parser(family).parse_args(argv)
     prediction = family.predict(spec, model, args, device)
-    written = write_mesh(prediction.mesh, out)
+    written = write_mesh(prediction.mesh, out, protect=input_files(args))
     for note in prediction.notes:
         print(note, file=sys.stderr)
     beside = f" (with {', '.join(p.name for p in written[:-1])})" if len(written) > 1 else ""

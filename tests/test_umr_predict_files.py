@@ -93,3 +93,18 @@ def test_a_failed_write_leaves_no_obj_and_no_temporary_file(tiny_model, photo, t
         predict_into(tiny_model, photo, out / "a.obj")
     assert not (out / "a.obj").exists() and (out / "a.mtl").is_dir()
     assert not [p.name for p in out.iterdir() if ".tmp-" in p.name]
+
+
+def test_an_output_that_would_overwrite_the_input_photo_is_refused(tiny_model, photo):
+    # bird.obj beside bird.png would write its texture over the photo: refused before any write.
+    import hashlib
+
+    from stages import predict
+    from stages.errors import StageError
+
+    before = hashlib.md5(photo.read_bytes()).hexdigest()
+    with pytest.raises(StageError, match=r"bird\.png: is an input of this prediction"):
+        predict.main(["--model", str(tiny_model), "--image", str(photo), "--out", str(photo.with_suffix(".obj")),
+                      "--device", "cpu"])
+    assert hashlib.md5(photo.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in photo.parent.iterdir()) == ["bird.png"]
