@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +63,8 @@ def _read_image(path: Path, rel_path: str) -> tuple[bytes, int, int]:
             image.load()
             return data, image.width, image.height
     except Exception as err:  # Pillow raises many kinds for corrupt files
-        raise Quarantined(f"unreadable image images/{rel_path}: {quote(one_line(err))}") from None
+        reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the file", one_line(err))  # no run-dependent address
+        raise Quarantined(f"unreadable image images/{rel_path}: {quote(reason)}") from None
 
 
 def _read_part_map(sources: Sources, rel_path: str, index: int) -> tuple[np.ndarray, str]:
@@ -175,15 +180,24 @@ def import_cub(cub_root, annotations, out, parts=None, splits: Sequence[str] = S
     if sources.parts is not None and not sources.parts.is_dir():
         raise StageError(f"{sources.parts}: part-map folder not found")
     out = Path(out)
-    counts, quarantine = {}, []
-    for split in splits:
-        rows, bad, has_sfm = import_split(sources, split, out, progress)
-        quarantine.extend(bad)
-        counts[split] = (rows, len(bad))
-        note = "" if has_sfm else " (no sfm file: sfm columns are null)"
-        print(f"import_cub: {split}: {rows} images, {len(bad)} quarantined{note}", file=sys.stderr)
-    write_shard(pd.DataFrame(quarantine, columns=CUB_QUARANTINE.columns),
-                out / "quarantine.parquet", CUB_QUARANTINE)
+    out.mkdir(parents=True, exist_ok=True)
+    # Every table is written into a staging folder and moved into `out` only when all splits
+    # imported: a split that fails leaves the previous set of tables as it was.
+    staging = Path(tempfile.mkdtemp(prefix=".import_cub-", dir=out))
+    try:
+        counts, quarantine = {}, []
+        for split in splits:
+            rows, bad, has_sfm = import_split(sources, split, staging, progress)
+            quarantine.extend(bad)
+            counts[split] = (rows, len(bad))
+            note = "" if has_sfm else " (no sfm file: sfm columns are null)"
+            print(f"import_cub: {split}: {rows} images, {len(bad)} quarantined{note}", file=sys.stderr)
+        write_shard(pd.DataFrame(quarantine, columns=CUB_QUARANTINE.columns),
+                    staging / "quarantine.parquet", CUB_QUARANTINE)
+        for name in [f"{split}.parquet" for split in splits] + ["quarantine.parquet"]:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return counts
 
 

@@ -250,3 +250,21 @@ def test_mirror_swaps_left_and_right_and_twice_is_identity():
     np.testing.assert_allclose(back.keypoints, crop.keypoints, atol=1e-12)
     np.testing.assert_array_equal(back.image, crop.image)
     np.testing.assert_allclose(back.sfm.translation, crop.sfm.translation, atol=1e-12)
+
+
+def test_a_failing_split_leaves_the_previous_tables_untouched(synthetic, tmp_path):
+    # A first import writes the set; a second one whose test annotations are damaged fails with
+    # one line and leaves that set as it was (no new train table beside an old quarantine table).
+    import shutil
+
+    root = synthetic
+    cache = tmp_path / "cache"
+    shutil.copytree(root / "birds" / "cachedir", cache)
+    out = tmp_path / "out"
+    import_cub.import_cub(root / "birds" / "CUB_200_2011", cache, out, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["quarantine.parquet", "test.parquet", "train.parquet", "val.parquet"]
+    F.annotation_path(cache, "test").write_bytes(b"not a mat file")
+    with pytest.raises(F.StageError, match="test_cub_cleaned.mat"):
+        import_cub.import_cub(root / "birds" / "CUB_200_2011", cache, out, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no staging folder left either
