@@ -15,8 +15,9 @@ test under ROOT/scans_test/; layout in `stages.formats.scannet`) and writes
 Per frame, as VoRTX/IOAR's tools/preprocess_scannet.py: a pose with a non-finite entry (ScanNet
 writes -inf where tracking failed) is skipped; the colour image is warped into the depth camera
 (K_color K_depth^-1, nearest neighbour, black outside the colour image). Added here: a depth
-image without a single valid pixel is skipped; a frame missing one of its three files, or with a
-file that does not parse, is skipped as unreadable. Every skip is counted in SCANS.
+image without a single valid pixel is skipped; a frame missing one of its three files, with a
+file that does not parse, or with a finite pose that is not a rigid transform, is skipped as
+unreadable. Every skip is counted in SCANS.
 
 Keyframes: VoRTX/IOAR utils.py remove_redundant, with the values their data.py uses: the first
 kept frame is a keyframe, and a later one is if it moved more than 0.1 m, or its optical axis
@@ -68,6 +69,15 @@ BATCH_ROWS = 128  # frames per row group written
 
 # Per-frame rules ----------------------------------------------------------------------------
 
+
+
+def is_rigid(pose: np.ndarray, tol: float = 1e-3) -> bool:
+    """Whether a finite 4x4 pose is a rigid transform: rotation block orthonormal with
+    determinant +1 (within tol) and last row (0, 0, 0, 1). ScanNet writes all-inf rows where
+    tracking failed; an all-zero or scaled matrix is a broken file."""
+    rotation = pose[:3, :3]
+    return (np.allclose(rotation @ rotation.T, np.eye(3), atol=tol) and abs(np.linalg.det(rotation) - 1) < tol
+            and np.allclose(pose[3], [0, 0, 0, 1], atol=tol))
 
 def is_keyframe(last_keyframe: np.ndarray | None, pose: np.ndarray,
                 max_translation: float = KEYFRAME_TRANSLATION,
@@ -194,6 +204,8 @@ def convert_scan(scan: Path, scene: str, writer: ShardWriter, batch_rows: int = 
             if not np.all(np.isfinite(pose)):
                 counts.skipped["nonfinite_pose"] += 1
                 continue
+            if not is_rigid(pose):
+                raise StageError(f"{layout.frame_file(scan, 'pose', frame)}: not a rigid camera-to-world transform")
             depth_path = layout.frame_file(scan, "depth", frame)
             depth_png = depth_path.read_bytes()
             depth_mm = decode_depth_mm(depth_png, str(depth_path))

@@ -67,9 +67,13 @@ def scene_owners(shards: Sequence[Path]) -> dict[str, int]:
     owners: dict[str, int] = {}
     for path in shards:
         try:
-            scenes = ds.dataset(path, format="parquet").to_table(columns=["scene"]).column("scene")
+            dataset = ds.dataset(path, format="parquet")
+            missing = [c for c in COLUMNS if c not in dataset.schema.names]
+            scenes = None if missing else dataset.to_table(columns=["scene"]).column("scene")
         except Exception as err:  # pyarrow raises several types for unreadable files
             raise StageError(f"{path}: unreadable FRAMES shard ({err})") from None
+        if missing:
+            raise StageError(f"{path}: not a FRAMES shard (no column {', '.join(missing)})")
         for scene in pc.unique(scenes).to_pylist():
             owners.setdefault(scene, shard_number(path))
     return owners

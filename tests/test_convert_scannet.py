@@ -220,10 +220,11 @@ def test_unreadable_frame_files_are_counted(release, tmp_path):
     (scan / "pose" / "5.txt").write_text("1 2 3\n")
     (scan / "color" / "4.jpg").write_bytes(b"not a jpeg")
     (scan / "depth" / "0.png").unlink()
+    (scan / "pose" / "3.txt").write_text("0 0 0 0\n" * 4)  # finite, but not a rigid transform
     out = tmp_path / "out"
     convert(root, out, progress=False)
     row = read_table(scans_path(out), SCANS).set_index("scene").loc["scene0000_00"]
-    assert (row.frames, row.skipped_unreadable) == (1, 3)
+    assert (row.frames, row.skipped_unreadable) == (1, 4)
 
 
 def test_no_split_file_is_one_line_and_exit_1(tmp_path, capsys):

@@ -186,3 +186,17 @@ def test_fuse_tsdf_refuses_missing_frames(tmp_path):
 
     with pytest.raises(StageError, match="no FRAMES split folder"):
         main(["--frames", str(tmp_path), "--out", str(tmp_path / "out")])
+
+
+def test_fuse_tsdf_refuses_a_shard_of_another_table(tmp_path):
+    # A table without the FRAMES columns (here: a scans-like table) in the frames folder: one
+    # line naming the file and the missing columns, before any output is written.
+    from stages.errors import StageError
+    from stages.fuse_tsdf import main
+
+    shard = frames_shard(tmp_path / "conv", "train", 0)
+    shard.parent.mkdir(parents=True)
+    pd.DataFrame({"scene": ["scene0000_00"], "split": ["train"]}).to_parquet(shard)
+    with pytest.raises(StageError, match=r"shard-00000\.parquet: not a FRAMES shard \(no column frame, cam_to_world"):
+        main(["--frames", str(tmp_path / "conv"), "--out", str(tmp_path / "tsdf")])
+    assert not (tmp_path / "tsdf").exists()
