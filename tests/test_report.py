@@ -638,6 +638,8 @@ def test_snakemake_rule_and_native_report(tmp_path):
         'MODEL_FAMILIES = {"h5": "corenet", "m7": "corenet", "r2n2": "r2n2"}\n'
         "def mesh_shards(table='meshes'):\n"
         "    return [f'{RESULTS}/{table}/shard-{i:05d}.parquet' for i in range(config['meshes']['shards'])]\n"
+        "def pix3d_evaluations():\n"
+        "    return []\n"
         "def scene_shards(dataset):\n"
         "    import glob\n"
         "    return sorted(glob.glob(f'{RESULTS}/scenes/{dataset}/*/shard-*.parquet'))\n"

@@ -349,3 +349,17 @@ def scannet_root():
 def scannet_shards(split):
     count = config["scannet"]["scenes"].get(split, 0)
     return range(-(-count // config["scannet"]["shard_size"])) if count else range(0)
+
+
+# Models whose family has a Pix3D evaluation (its CLI module: Family.pix3d_module).
+PIX3D_MODELS = [m for m in model_names() if getattr(model_family(m), "pix3d_module", None)]
+
+
+def pix3d_evaluations():
+    """The Pix3D tables of the models of models.run that have one, when pix3d.root is set: `all`
+    and the report depend on them, so the report shows them next to the ShapeNet figures."""
+    if not config.get("pix3d", {}).get("root"):
+        return []
+    return [
+        f"{RESULTS}/eval/{m}/pix3d_iou.csv" for m in config["models"]["run"] if m in PIX3D_MODELS
+    ]

@@ -5,9 +5,6 @@
 # results/eval/{model}/pix3d_iou.csv, which the report shows next to the ShapeNet test figures.
 # Targets: eval_<model>_pix3d per such model (eval_r2n2_pix3d, eval_r2n2_paddle_pix3d).
 
-# Models whose family has a Pix3D evaluation (its CLI module: Family.pix3d_module).
-PIX3D_MODELS = [m for m in model_names() if getattr(model_family(m), "pix3d_module", None)]
-
 if config.get("pix3d", {}).get("root"):
 
     rule import_pix3d:

@@ -16,6 +16,7 @@ rule report:
         evaluations=report_inputs(
             RESULTS, {m: MODEL_FAMILIES.get(m) for m in config.get("models", {}).get("run", [])}
         ),
+        pix3d=pix3d_evaluations(),
         meshes=mesh_shards(),
         quarantine=mesh_shards("quarantine"),
         scenes=[
