@@ -105,6 +105,8 @@ def main(argv=None) -> int:
     written = write_mesh(prediction.mesh, out, protect=input_files(args))
     for note in prediction.notes:
         print(note, file=sys.stderr)
+    if getattr(prediction.mesh.visual, "kind", None) == "texture" and out.suffix.lower() not in (".obj", ".glb"):
+        print(f"{out}: {out.suffix} keeps no texture; write .obj or .glb for the textured mesh", file=sys.stderr)
     beside = f" (with {', '.join(p.name for p in written[:-1])})" if len(written) > 1 else ""
     print(f"{out}: {len(prediction.mesh.vertices)} vertices, {len(prediction.mesh.faces)} faces{beside}",
           file=sys.stderr)

@@ -176,7 +176,7 @@ def test_predict_writes_a_textured_mesh(tiny, tmp_path, suffix):
     from stages import predict
 
     root = tiny[0]
-    photo = tmp_path / "bird.png"
+    photo = tmp_path / "photo.png"  # not bird.png: bird.obj writes its texture there
     Image.fromarray((np.random.default_rng(0).random((90, 150, 3)) * 255).astype(np.uint8)).save(photo)
     out = tmp_path / f"bird{suffix}"
     assert predict.main(["--model", str(root / "model" / "model.pt"), "--image", str(photo), "--out", str(out),

@@ -108,3 +108,14 @@ def test_an_output_that_would_overwrite_the_input_photo_is_refused(tiny_model, p
                       "--device", "cpu"])
     assert hashlib.md5(photo.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in photo.parent.iterdir()) == ["bird.png"]
+
+
+@pytest.mark.parametrize("box, message", [((30, 30, 10, 10), "needs X1 < X2"), ((10, 10, 10, 40), "needs X1 < X2"),
+                                          ((0, 0, 80, 59), "is not inside the 80x60 picture")])
+def test_bad_bbox_is_one_clear_line(box, message):
+    from stages.errors import StageError
+    from stages.families.umr.predict import crop_input
+
+    with pytest.raises(StageError, match=message):
+        crop_input(np.zeros((60, 80, 3), np.uint8), box, 64)
+    assert crop_input(np.zeros((60, 80, 3), np.uint8), (0, 0, 79, 59), 64).shape == (3, 64, 64)

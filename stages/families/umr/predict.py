@@ -32,11 +32,14 @@ def add_arguments(parser) -> None:
 
 def crop_input(image: np.ndarray, bbox, size: int) -> np.ndarray:
     """float32 [3, size, size] in [0, 1]: UMR's crop of `image` (uint8 [H, W, 3]) around bbox
-    (None: the whole picture). StageError for a box that leaves the picture or is empty."""
+    (None: the whole picture). StageError for a box that is inverted, empty or leaves the picture."""
     h, w = image.shape[:2]
     box = np.array([0, 0, w - 1, h - 1] if bbox is None else bbox, dtype=np.float64)
-    if not (0 <= box[0] <= box[2] <= w - 1 and 0 <= box[1] <= box[3] <= h - 1):
-        raise StageError(f"--bbox {' '.join(f'{v:g}' for v in box)} is not inside the {w}x{h} picture")
+    text = f"--bbox {' '.join(f'{v:g}' for v in box)}"
+    if not (np.all(np.isfinite(box)) and box[0] < box[2] and box[1] < box[3]):
+        raise StageError(f"{text}: needs X1 < X2 and Y1 < Y2 (a box with an area)")
+    if not (0 <= box[0] and box[2] <= w - 1 and 0 <= box[1] and box[3] <= h - 1):
+        raise StageError(f"{text} is not inside the {w}x{h} picture")
     crop = crop_example(image / 255.0, np.zeros((h, w)), box, np.zeros((15, 3)), size=size)
     return crop.image.transpose(2, 0, 1).astype(np.float32)
 
