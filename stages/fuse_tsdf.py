@@ -35,7 +35,7 @@ from stages.atomic import atomic_write
 from stages.cli import run
 from stages.errors import StageError
 from stages.scannet_tables import FRAMES, cam_to_world, decode_depth, frames_dir, intrinsics
-from stages.tables import SPLITS, SchemaViolation, ShardWriter, shard_files
+from stages.tables import READ_ERRORS, SPLITS, SchemaViolation, ShardWriter, open_shard, shard_files, unreadable
 from stages.torch_device import resolve_device
 from stages.tsdf.fusion import (
     MAX_DEPTH,
@@ -66,14 +66,11 @@ def scene_owners(shards: Sequence[Path]) -> dict[str, int]:
     """scene -> number of the first FRAMES shard (in file order) holding one of its frames."""
     owners: dict[str, int] = {}
     for path in shards:
+        shard = open_shard(path, FRAMES)  # a damaged file or another table's: one line naming it
         try:
-            dataset = ds.dataset(path, format="parquet")
-            missing = [c for c in COLUMNS if c not in dataset.schema.names]
-            scenes = None if missing else dataset.to_table(columns=["scene"]).column("scene")
-        except Exception as err:  # pyarrow raises several types for unreadable files
-            raise StageError(f"{path}: unreadable FRAMES shard ({err})") from None
-        if missing:
-            raise StageError(f"{path}: not a FRAMES shard (no column {', '.join(missing)})")
+            scenes = shard.read(columns=["scene"]).column("scene")
+        except READ_ERRORS as err:
+            raise unreadable(path, FRAMES, err) from None
         for scene in pc.unique(scenes).to_pylist():
             owners.setdefault(scene, shard_number(path))
     return owners

@@ -22,12 +22,10 @@ from ...evaluation import summary_fields, write_json, write_png
 from ...scene_data import CLASS_NAMES, ExampleError, load_examples
 from ...voxel_metrics import GLOBAL, binary_iou, confusion_matrix, mean_iou, voxel_metrics
 from ...voxel_views import comparison_grid
+from .spec import RELEASED_CHECKPOINT
 from .task import predict_probabilities, predicted_labels
 
 NUM_LABELS = len(CLASS_NAMES) + 1
-# summary.json's `source` of a model imported from the original's release (stages.import_checkpoint
-# marks its files `released`); a model trained here has no `source`.
-RELEASED_CHECKPOINT = "released checkpoint"
 
 
 def constant_baseline(scene_files, voxel_files, resolution: int) -> tuple[ConstantShape, int]:

@@ -34,6 +34,7 @@ from ...report.markup import (
 )
 from ...report.plots import histogram
 from ...report.references import PAPER_LABEL
+from .spec import RELEASED_CHECKPOINT
 
 if TYPE_CHECKING:
     from ...report.evaluations import ModelEvaluation
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
 METRIC_ROWS = ("iou", "precision", "recall")
 SCENE_COLUMNS = ("scene_id", "classes", "iou", "predicted_voxels", "true_voxels")
 WORST_SCENES = 5
-# summary.json's `source` of a model imported from the original's release: evaluate's
-# RELEASED_CHECKPOINT (not imported from there: that module needs torch, the report does not).
-RELEASED_CHECKPOINT = "released checkpoint"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,11 @@ from ...model_spec import ModelSpec
 from ...models.configs import CoReNetConfig, CoReNetLayoutConfig, ResNetConfig
 from ...taxonomy import SYNSETS
 
+# summary.json's `source` of a model imported from the original's release (stages.import_checkpoint
+# marks its files `released`; evaluate writes it, the report labels the model by it); a model
+# trained here has no `source`.
+RELEASED_CHECKPOINT = "released checkpoint"
+
 TASKS = ("fg_bg", "semantic")
 
 
