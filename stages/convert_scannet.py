@@ -70,7 +70,6 @@ BATCH_ROWS = 128  # frames per row group written
 # Per-frame rules ----------------------------------------------------------------------------
 
 
-
 def is_rigid(pose: np.ndarray, tol: float = 1e-3) -> bool:
     """Whether a finite 4x4 pose is a rigid transform: rotation block orthonormal with
     determinant +1 (within tol) and last row (0, 0, 0, 1). ScanNet writes all-inf rows where
@@ -78,6 +77,7 @@ def is_rigid(pose: np.ndarray, tol: float = 1e-3) -> bool:
     rotation = pose[:3, :3]
     return (np.allclose(rotation @ rotation.T, np.eye(3), atol=tol) and abs(np.linalg.det(rotation) - 1) < tol
             and np.allclose(pose[3], [0, 0, 0, 1], atol=tol))
+
 
 def is_keyframe(last_keyframe: np.ndarray | None, pose: np.ndarray,
                 max_translation: float = KEYFRAME_TRANSLATION,

@@ -137,7 +137,7 @@ def pair_geometry(px, py, x0, y0, x1, y1, x2, y2, z0, z1, z2, threshold: float, 
     # Corners at z ~ 0 (behind an orthographic camera's offset) would give inf depths whose
     # gradient is NaN even where the near/far window drops the pair: divide by |z| >= 1e-6 and
     # by an inverse depth of |.| >= 1e-12 (the resulting depth falls outside [near, far]).
-    inv = w[..., 0] / _away_from_zero(z0, 1e-6) + w[..., 1] / _away_from_zero(z1, 1e-6) + w[..., 2] / _away_from_zero(z2, 1e-6)
+    inv = sum(w[..., k] / _away_from_zero(z, 1e-6) for k, z in enumerate((z0, z1, z2)))
     depth = 1.0 / _away_from_zero(inv, 1e-12)
     return keep, inside, d2, w, depth
 

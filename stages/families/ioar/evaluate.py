@@ -5,8 +5,8 @@ Per test scan (every scan with a TSDF volume in the test shards): whole-scan til
 (`inference.reconstruct`) on the model's fine lattice of the fused volume, marching cubes, then
 `stages.scene_metrics` (its `evaluate_scene`: the VoRTX/IOAR protocol with the 2D depth metrics
 of the rendered mesh, and the TransformerFusion protocol) against the scan's mesh, frames and
-4 cm TSDF. The ground truth is the scan's mesh, or with
-`eval.ground_truth: fused` the fused test mesh (see IOAREval). The baseline is the floor plane alone: the faces of the fused ground-truth mesh
+4 cm TSDF. The ground truth is the scan's mesh, or with `eval.ground_truth: fused` the fused test
+mesh (see IOAREval). The baseline is the floor plane alone: the faces of the fused ground-truth mesh
 (rule fuse_tsdf --meshes) that face up and lie at the floor's height (`floor_mesh`), scored the
 same way; it stands for "a model that learnt only where the floor is".
 

@@ -34,8 +34,8 @@ from ...models.umr_losses import (
     texture_l1_loss,
     vertex_chamfer_loss,
 )
-from ...rendering.soft_rasterizer import SoftRasterSettings, face_soft_centroids, soft_fragments
 from ...errors import StageError
+from ...rendering.soft_rasterizer import SoftRasterSettings, face_soft_centroids, soft_fragments
 from ...training.task import indexed_task
 from .data import CubExamples, collate, read_records
 from .model import UMRNet, build_model
