@@ -36,7 +36,14 @@ class TrainConfig:
     `lr`, `betas`, `adam_eps` and L2 `weight_decay` (torch.optim.Adam's); schedule: "constant",
     "cosine" (decay to 5 % over the run, after `warmup_steps` of linear warm-up) or "steps"
     (`lr_steps`: {step: lr}); checkpoint_every/log_every: in steps; loader_workers: DataLoader
-    worker processes per rank."""
+    worker processes per rank.
+
+    A fine-tuning phase at the end (IOAR's phase 2, lightningmodel.py:FineTuning): the last
+    `finetune_share` of the steps (0 = none; `steps - round(steps * finetune_share)` is its first
+    step, `finetune_start`, so that --steps keeps the proportion) run at the constant
+    `finetune_lr` (0: the schedule goes on) with `finetune_batch_size` crops per process (0:
+    `batch_size`; the switch starts a new epoch). What else changes there is the family's
+    (`TrainingTask.prepare_step`). The schedule of the steps before it ends at `finetune_start`."""
 
     batch_size: int = 4
     steps: int = 1000
@@ -51,8 +58,26 @@ class TrainConfig:
     checkpoint_every: int = 1000
     log_every: int = 10
     loader_workers: int = 0
+    finetune_share: float = 0.0
+    finetune_lr: float = 0.0
+    finetune_batch_size: int = 0
+
+    @property
+    def finetune_start(self) -> int:
+        """The first step of the fine-tuning phase (`steps` when there is none)."""
+        return self.steps - round(self.steps * self.finetune_share) if self.finetune_share > 0 else self.steps
+
+    def batch_size_at(self, step: int) -> int:
+        """The batch size per process of step `step` (0-based)."""
+        if step >= self.finetune_start and self.finetune_batch_size:
+            return self.finetune_batch_size
+        return self.batch_size
 
     def __post_init__(self):
+        if not 0 <= self.finetune_share < 1:
+            raise ValueError(f"finetune_share must be in [0, 1), got {self.finetune_share}")
+        if self.finetune_lr < 0 or self.finetune_batch_size < 0:
+            raise ValueError("finetune_lr and finetune_batch_size must be >= 0 (0: as before the phase)")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.optimizer not in OPTIMIZERS:

@@ -29,7 +29,7 @@ import torch
 
 from ..atomic import atomic_write
 from ..errors import EXIT_INTERRUPTED
-from ..model_spec import ModelConfigError, ModelSpec
+from ..model_spec import ModelConfigError, ModelSpec, TrainConfig
 from . import checkpoints
 from .distributed import Distributed, StopRequest
 from .schedules import learning_rate, make_optimizer
@@ -65,15 +65,26 @@ def write_metrics(path: Path, rows: list[dict], statistics: Sequence[str]) -> No
     atomic_write(path, write)
 
 
-def _same_run(saved: dict, current: dict) -> bool:
-    """Whether a checkpoint can be resumed: everything but the step count must match."""
+def _same_run(saved: dict, current: dict, step: int) -> bool:
+    """Whether a checkpoint of `step` can be resumed: everything but the step count must match,
+    and with a fine-tuning phase (whose first step follows the step count) the checkpoint must
+    lie before the phase's first step of both runs or the two runs' phases start alike."""
 
     def strip(spec):
         spec = dict(spec)
         spec["train"] = {k: v for k, v in dict(spec.get("train", {})).items() if k != "steps"}
         return spec
 
-    return strip(saved) == strip(current)
+    def finetune_start(spec):
+        train = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["train"].items()})
+        return train.finetune_start
+
+    if strip(saved) != strip(current):
+        return False
+    if not current.get("train", {}).get("finetune_share"):
+        return True
+    start_saved, start_now = finetune_start(saved), finetune_start(current)
+    return start_saved == start_now or step < min(start_saved, start_now)
 
 
 def train(spec: ModelSpec, family, inputs: Mapping[str, Sequence[str]], options: RunOptions) -> int:
@@ -93,7 +104,7 @@ def train(spec: ModelSpec, family, inputs: Mapping[str, Sequence[str]], options:
     step, epoch, position, examples, elapsed, rows = 0, 0, 0, 0, 0.0, []
     resume = checkpoints.latest(ckpt_dir)
     state = checkpoints.load(resume, ("recon3d-checkpoint",), map_location=ddp.device) if resume else None
-    if state is not None and not _same_run(state["spec"], spec.to_dict()):
+    if state is not None and not _same_run(state["spec"], spec.to_dict(), state["step"]):
         # a changed configuration (Snakemake reruns the rule on a params/config change) starts
         # afresh; the old checkpoints are kept aside, not deleted
         ddp.barrier()
@@ -113,13 +124,19 @@ def train(spec: ModelSpec, family, inputs: Mapping[str, Sequence[str]], options:
         examples, elapsed, rows = state["examples"], state["elapsed_s"], list(state["log"])
         if ddp.main:
             print(f"resuming from {resume} at step {step}", file=sys.stderr)
-    net = torch.nn.parallel.DistributedDataParallel(model) if ddp.world > 1 else model
-    batch_size = spec.train.batch_size
-    batches_per_epoch = task.batches_per_epoch(ddp.world, batch_size)
-    if batches_per_epoch == 0:
-        raise ModelConfigError(
-            f"the training examples over {ddp.world} processes give no full batch of "
-            f"{batch_size}; lower the batch size (models.batch_size in the config, --batch-size here)")
+
+    def wrapped():
+        if ddp.world == 1:
+            return model
+        return torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=task.find_unused_parameters)
+
+    net = wrapped()
+    for size in {spec.train.batch_size_at(0), spec.train.batch_size_at(spec.train.steps - 1)}:
+        if task.batches_per_epoch(ddp.world, size) == 0:
+            raise ModelConfigError(
+                f"the training examples over {ddp.world} processes give no full batch of "
+                f"{size}; lower the batch size (models.batch_size in the config, --batch-size here, "
+                "or train.finetune_batch_size in the model file)")
     stop = StopRequest()
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if ddp.device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
@@ -159,12 +176,17 @@ def train(spec: ModelSpec, family, inputs: Mapping[str, Sequence[str]], options:
 
         progress = tqdm(total=spec.train.steps, initial=step, desc=f"train {spec.name}", unit="step",
                         file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 10.0)
-    window_loss, window_stats, window_n = 0.0, dict.fromkeys(statistics, 0.0), 0
+    window_loss, window_stats, window_n, window_examples = 0.0, dict.fromkeys(statistics, 0.0), 0, 0
     window_start = time.perf_counter()
     net.train()
     while step < spec.train.steps:
+        batch_size = spec.train.batch_size_at(step - position)  # the batch size this epoch began with
         loader = task.epoch_batches(epoch, position, ddp.world, ddp.rank, batch_size, options.seed)
         for batch in loader:
+            if spec.train.batch_size_at(step) != batch_size:
+                break  # the fine-tuning phase's batch size starts a new epoch
+            if task.prepare_step is not None and task.prepare_step(model, step):
+                net = wrapped()
             lr = learning_rate(spec.train, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -176,6 +198,7 @@ def train(spec: ModelSpec, family, inputs: Mapping[str, Sequence[str]], options:
             step += 1
             position += 1
             examples += batch_size * ddp.world
+            window_examples += batch_size * ddp.world
             window_loss += float(loss.detach())
             for name in statistics:
                 window_stats[name] += stats[name]
@@ -189,13 +212,13 @@ def train(spec: ModelSpec, family, inputs: Mapping[str, Sequence[str]], options:
                 rows.append({
                     "step": step, "epoch": epoch, "examples": examples, "loss": round(means[0], 6),
                     **{name: round(value, 6) for name, value in zip(statistics, means[1:])}, "lr": lr,
-                    "examples_per_s": round(window_n * batch_size * ddp.world / (now - window_start), 3),
+                    "examples_per_s": round(window_examples / (now - window_start), 3),
                     "elapsed_s": round(elapsed, 3),
                 })
                 if progress is not None:
                     progress.set_postfix(loss=f"{means[0]:.4f}",
                                          **{n: f"{v:.3f}" for n, v in zip(statistics, means[1:])})
-                window_loss, window_stats, window_n = 0.0, dict.fromkeys(statistics, 0.0), 0
+                window_loss, window_stats, window_n, window_examples = 0.0, dict.fromkeys(statistics, 0.0), 0, 0
                 window_start = time.perf_counter()
             stopping = ddp.any(stop.signal is not None)
             if stopping or step % spec.train.checkpoint_every == 0 or step == spec.train.steps:
@@ -209,7 +232,7 @@ def train(spec: ModelSpec, family, inputs: Mapping[str, Sequence[str]], options:
                 return EXIT_INTERRUPTED
             if step >= spec.train.steps:
                 break
-        else:
+        if step < spec.train.steps:  # the epoch ended, or the fine-tuning phase began
             epoch, position = epoch + 1, 0
     if progress is not None:
         progress.close()

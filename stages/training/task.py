@@ -18,13 +18,23 @@ class TrainingTask:
     batches_per_epoch: (world, batch_size) -> full batches per rank and epoch;
     epoch_batches: (epoch, start, world, rank, batch_size, seed) -> the batches of `epoch` for
         `rank`, skipping the first `start` (already trained before a resume). Everything random
-        in them must derive from (seed, epoch, index), so a resumed run sees the same batches.
+        in them must derive from (seed, epoch, index), so a resumed run sees the same batches;
+    prepare_step: None, or (model, step) -> bool, called before every optimizer step with the
+        unwrapped model: puts it into the state of that step's training phase (frozen layers,
+        IOAR's phase 2), a function of `step` alone so that a resumed run gets the same state;
+        returns True when it changed which parameters require gradients (the loop then wraps
+        the model in DistributedDataParallel anew);
+    find_unused_parameters: DistributedDataParallel's option, for a network whose loss may not
+        reach every parameter in a step (IOAR: an empty level, the fine occupancy branch that
+        gets no loss; the original's Lightning DDP had it on by default).
     """
 
     model: torch.nn.Module
     loss: Callable
     batches_per_epoch: Callable[[int, int], int]
     epoch_batches: Callable[[int, int, int, int, int, int], Iterable]
+    prepare_step: Callable[[torch.nn.Module, int], bool] | None = None
+    find_unused_parameters: bool = False
 
 
 def indexed_task(model, dataset, collate, loss, workers: int = 0) -> TrainingTask:
