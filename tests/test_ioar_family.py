@@ -5,6 +5,9 @@ scan folder, the floor-plane baseline, the model file and the rules' inputs."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import trimesh
+import yaml
 
 from stages import convert_scannet, fuse_tsdf, predict, synthesize_rooms
 from stages.families import DataLayout, EvalOptions, family_named
@@ -20,6 +24,7 @@ from stages.families.ioar.data import (ScanCrops, crop_indices, dihedral_matrix,
                                        visible_fraction)
 from stages.families.ioar.evaluate import floor_mesh
 from stages.model_config import load_model_spec
+from stages.scannet_tables import decode_depth
 from stages.scene_metrics.depth import DEPTH_METRICS
 from stages.scene_metrics.mesh import MESH_METRICS
 from stages.training.checkpoints import load
@@ -55,7 +60,9 @@ def tiny_ioar_spec(steps: int = 2):
     network = replace(spec.network, image_size=(64, 48), feature_channels=(16, 8, 8), unet_base=(4, 4, 4))
     options = replace(spec.train_options, crop=(16, 16, 12), views=3)
     evaluation = replace(spec.eval, tile=(48, 48, 32), views=4, frame_stride=2, qualitative_frames=2)
-    train = replace(spec.train, steps=steps, batch_size=1, warmup_steps=0, checkpoint_every=steps, log_every=1)
+    # with the fine-tuning phase (IOAR's phase 2) from step 1 on, so that it is exercised
+    train = replace(spec.train, steps=steps, batch_size=1, warmup_steps=0, checkpoint_every=steps, log_every=1,
+                    finetune_share=0.5, finetune_lr=1e-4, finetune_batch_size=1)
     return replace(spec, network=network, train_options=options, eval=evaluation, train=train)
 
 
@@ -96,7 +103,7 @@ def test_a_crop_matches_the_volume_and_its_cameras(tiny):
     from stages.families.ioar.data import load_image
 
     spec = tiny_ioar_spec()
-    crops = ScanCrops(read_frames(tiny["train"]["frames"]), read_volumes(tiny["train"]["tsdf"], 0.08),
+    crops = ScanCrops(read_frames(tiny["train"]["frames"], depth=True), read_volumes(tiny["train"]["tsdf"], 0.08),
                       spec.network, replace(spec.train_options, augment=True, color_jitter=0.0))
     scene = crops.scenes[0]
     volume, frames = crops.volumes[scene], crops.frames[scene]
@@ -112,6 +119,8 @@ def test_a_crop_matches_the_volume_and_its_cameras(tiny):
         # holding the same TSDF value
         frame = next(i for i in range(len(frames.poses))
                      if np.array_equal(load_image(frames.colors[i], frames.K[i], (64, 48), "f")[0], item["images"][0].numpy()))
+        # its depth map travels with it (the projective-occupancy loss reads it)
+        assert torch.equal(item["depth"][0], torch.from_numpy(decode_depth(frames.depths[frame])))
         turned = item["cam_to_world"][0].numpy().astype(np.float64)
         inside = item["tsdf_mask"].numpy()
         for a in np.argwhere(inside)[::37]:
@@ -124,6 +133,19 @@ def test_a_crop_matches_the_volume_and_its_cameras(tiny):
             assert volume.tsdf[index] == item["tsdf"][tuple(a)].item()
             checked += 1
     assert checked > 10
+
+
+def test_a_depth_map_is_resized_by_nearest_neighbour_keeping_k():
+    from stages.families.ioar.data import load_depth
+    from stages.scannet_tables import encode_depth_mm
+
+    millimetres = np.arange(1, 55, dtype=np.uint16).reshape(6, 9) * 100
+    millimetres[4, 4] = 0  # no reading: stays 0, never blended
+    depth = load_depth(encode_depth_mm(millimetres), (3, 2), "d")
+    # a 3x downscale: output pixel centre u' is source position 3 u' + 1, a source pixel's centre
+    # (load_image's u' = s (u + 0.5) - 0.5), so K' reads the source pixel that holds the point
+    assert depth.tolist() == (millimetres[1::3, 1::3] / 1000).astype(np.float32).tolist()
+    assert load_depth(encode_depth_mm(millimetres), (9, 6), "d")[4, 4] == 0
 
 
 def test_training_evaluation_report_and_prediction(tiny, tmp_path):
@@ -195,3 +217,27 @@ def test_the_rules_name_the_scannet_tables():
     assert eval_files["scans"] == ["results/scannet/scans.parquet"]
     paper = load_model_spec(REPO / "config" / "models" / "ioar.yaml", "paper")
     assert paper.network.voxel_sizes == (0.16, 0.08, 0.04) and paper.train_options.crop == (96, 96, 48)
+
+
+def test_ddp_training_with_a_branch_the_loss_does_not_reach(tiny, tmp_path):
+    # the paper scale's fine occupancy branch gets no loss (as the original): DDP over two gloo
+    # processes must still train (find_unused_parameters), through the fine-tuning phase
+    config = yaml.safe_load((REPO / "config" / "models" / "ioar.yaml").read_text())
+    small = config["scale"]["small"]
+    small["network"].update(image_size=[64, 48], feature_channels=[16, 8, 8], unet_base=[4, 4, 4],
+                            fine_occupancy=True)
+    small["train"].update(crop=[16, 16, 12], views=3, steps=4, batch_size=1, warmup_steps=0, checkpoint_every=4,
+                          log_every=1, finetune_share=0.25, finetune_lr=1e-4)
+    (tmp_path / "ioar.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+               "stages.train", "--model-config", str(tmp_path / "ioar.yaml"), "--scale", "small",
+               "--frames", *tiny["train"]["frames"], "--tsdf", *tiny["train"]["tsdf"], "--out-dir", str(tmp_path / "out"),
+               "--device", "cpu", "--threads", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    # 2 training rooms over 2 processes: one crop per process and step; phase 2 from step 3
+    assert log["step"].tolist() == [1, 2, 3, 4] and log["examples"].tolist() == [2, 4, 6, 8]
+    payload = load(tmp_path / "out" / "model.pt", ("recon3d-model",))
+    assert bool(payload["model"]["proj_occ_weighting"])

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from stages.families.ioar.spec import IOARNetwork
-from stages.models.ioar import IOARNet, ioar_losses, log_transform, project_points, upsample, voxel_points
+from stages.models.ioar import (IOARNet, MVFusionTransformer, ioar_losses, log_transform, project_points, upsample,
+                                voxel_points)
 from stages.models.sparse3d import MaskedBatchNorm, MaskedConv3d, MaskedDown, MaskedUp, SparseUNet
 
 TINY = IOARNetwork(backbone="small", feature_channels=(8, 8, 8), image_size=(64, 48),
@@ -67,7 +68,7 @@ def test_the_model_samples_the_feature_of_that_pixel():
     away[:3, :3] = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
     batch = {"images": torch.zeros(1, 2, 3, 48, 64), "K": K.expand(1, 2, 3, 3), "origin": ORIGIN[None],
              "cam_to_world": torch.stack([torch.eye(4), away])[None], "view_valid": torch.tensor([[True, True]])}
-    fused = model.back_project(2, features, mask, batch)
+    fused, _ = model.back_project(2, features, mask, batch)
     assert fused[0, 0, 1, 2, 25].item() == pytest.approx(705.0, abs=1e-3)  # row 7, column 5
     assert fused[0, 1, 1, 2, 25].item() == pytest.approx(1.0, abs=1e-6)
     assert fused[0, :, 0].abs().sum() == 0  # inactive voxels get nothing
@@ -235,3 +236,129 @@ def test_the_paper_network_runs_and_loads_local_backbone_weights(tmp_path):
     with torch.no_grad():
         out = model(batch)
     assert set(out["occupancy"]) == {0, 1, 2} and out["tsdf"].shape == (1, 1, 8, 8, 8)
+
+
+# Projective occupancy (mv_fusion.py, IOAR.py:compute_proj_occ_loss) and the training phases ----
+
+
+def test_the_occupancy_weighted_mean_is_a_softmax_with_a_null_slot():
+    from stages.models.ioar import occupancy_weighted_mean
+
+    features = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]],
+                             [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]], dtype=torch.float64)  # [N=2, V=3, C=2]
+    logits = torch.tensor([[1.0, 2.0, 50.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    valid = torch.tensor([[True, True, False], [False, False, False]])
+    fused = occupancy_weighted_mean(features, logits, valid)
+    total = np.exp(1.0) + np.exp(2.0) + 1.0  # the null slot: logit 0, feature 0; view 2 invalid
+    assert fused[0].tolist() == pytest.approx([np.exp(1.0) / total, np.exp(2.0) / total], rel=1e-12)
+    assert fused[1].tolist() == [0.0, 0.0]  # no valid view: everything on the null slot
+
+
+def _pre_norm_reference(layer: nn.TransformerEncoderLayer, x: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
+    """transformer.py's EncoderBlock by hand: x + attention(LayerNorm x), x + MLP(LayerNorm x)."""
+    C = x.shape[-1]
+    heads = layer.self_attn.num_heads
+    q, k, v = (layer.norm1(x) @ layer.self_attn.in_proj_weight.t() + layer.self_attn.in_proj_bias).split(C, -1)
+
+    def split(t):
+        return t.view(*t.shape[:2], heads, C // heads).transpose(1, 2)  # [N, heads, V, C/h]
+
+    scores = split(q) @ split(k).transpose(-1, -2) / np.sqrt(C // heads)
+    scores = scores.masked_fill(blocked.view(len(x), heads, *blocked.shape[1:]), float("-inf"))
+    attended = (scores.softmax(-1) @ split(v)).transpose(1, 2).reshape(x.shape)
+    x = x + layer.self_attn.out_proj(attended)
+    return x + layer.linear2(torch.relu(layer.linear1(layer.norm2(x))))
+
+
+def test_the_transformer_fusion_is_pre_norm_and_its_logits_weight_the_views():
+    torch.manual_seed(0)
+    fusion = MVFusionTransformer(8, layers=2, heads=2).double().eval()
+    features = torch.randn(5, 4, 8, dtype=torch.float64)
+    depth = torch.rand(5, 4, dtype=torch.float64) * 3
+    valid = torch.tensor([[True, True, False, True]] * 4 + [[False, True, False, False]])
+    fused, logits = fusion(features, depth, valid)
+    tokens = fusion.depth_mlp(torch.cat([features, ((depth - 1.85) / 0.85)[..., None]], -1))
+    eye = torch.eye(4, dtype=torch.bool)
+    blocked = (~(valid[:, None, :] | eye)).repeat_interleave(2, dim=0)
+    x = tokens
+    for layer in fusion.encoder.layers:
+        x = _pre_norm_reference(layer, x, blocked)
+    assert torch.allclose(logits, fusion.proj_occ(x)[..., 0], atol=1e-10)
+    w = valid.double()
+    assert torch.allclose(fused, (x * w[..., None]).sum(1) / w.sum(1, keepdim=True), atol=1e-10)
+    weighted, same_logits = fusion(features, depth, valid, weighting=True)
+    assert torch.equal(same_logits, logits)
+    from stages.models.ioar import occupancy_weighted_mean
+
+    assert torch.allclose(weighted, occupancy_weighted_mean(x, logits, valid), atol=1e-10)
+
+
+def test_the_projective_occupancy_loss_reads_the_depth_at_the_voxels_pixel():
+    # the known voxel of test_a_known_voxel_projects_to_its_pixel, seen by the identity camera
+    # at depth z = 2.0 and full-resolution pixel u = 50 * -0.23 + 31.5 = 20, v = 50 * 0.09 + 23.5 = 28
+    from stages.models.ioar import projective_occupancy_loss
+
+    point = voxel_points(INDEX, ORIGIN, 0.04)
+    grid, z, valid = project_points(point, K.expand(3, 3, 3), torch.eye(4).expand(3, 4, 4), (48, 64), (48, 64))
+    assert ((grid[0, 0] + 1) / 2 * torch.tensor([63.0, 47.0])).tolist() == pytest.approx([20.0, 28.0], abs=1e-4)
+    depth = torch.full((1, 3, 48, 64), 5.0)
+    depth[0, 0, 28, 20] = 2.05  # view 0: within 3 voxels (0.12 m) of the voxel: occupied
+    depth[0, 1, 28, 20] = 2.2   # view 1: 0.2 m behind it: not occupied
+    depth[0, 2, 28, 20] = 0.0   # view 2: no reading there: not scored
+    logits = torch.tensor([[1.5], [0.5], [7.0]])
+    loss = projective_occupancy_loss([(logits, z, grid, valid)], depth, 3 * 0.04)
+    expected = (np.log1p(np.exp(-1.5)) + np.log1p(np.exp(0.5))) / 2  # BCE(1.5, 1) and BCE(0.5, 0)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    none = projective_occupancy_loss([None, (logits, z, grid, valid & False)], depth.expand(2, -1, -1, -1), 0.12)
+    assert none is None
+
+
+def test_the_model_records_what_the_loss_needs_and_adds_it_per_level():
+    model = IOARNet(TINY).eval()  # transformer fusion at the medium level only
+    batch = {"images": torch.zeros(1, 2, 3, 48, 64), "K": K.expand(1, 2, 3, 3),
+             "cam_to_world": torch.eye(4).expand(1, 2, 4, 4), "view_valid": torch.tensor([[True, False]]),
+             "origin": ORIGIN[None], "dims": (8, 8, 8)}
+    with torch.no_grad():
+        out = model(batch)
+    assert set(out["proj_occ"]) == {1}
+    logits, z, pixels, valid = out["proj_occ"][1][0]
+    n = int(out["masks"][1].sum())
+    assert logits.shape == z.shape == valid.shape == (2, n) and pixels.shape == (2, n, 2)
+    assert not valid[1].any()  # the padded view
+    targets = {"labels": [torch.full((1, 2, 2, 2), -1), torch.full((1, 4, 4, 4), -1)],
+               "tsdf": torch.ones(1, 8, 8, 8), "tsdf_mask": torch.zeros(1, 8, 8, 8, dtype=torch.bool),
+               "depth": torch.full((1, 2, 48, 64), 2.0)}
+    loss, stats = ioar_losses(out, targets, TINY.voxel_sizes)
+    from stages.models.ioar import projective_occupancy_loss
+
+    alone = projective_occupancy_loss(out["proj_occ"][1], targets["depth"], 3 * 0.08)
+    assert loss.item() == pytest.approx(alone.item(), rel=1e-6) and stats["proj_occ_bce"] == pytest.approx(alone.item())
+    with pytest.raises(ValueError, match="depth"):
+        ioar_losses(out, {k: v for k, v in targets.items() if k != "depth"}, TINY.voxel_sizes)
+
+
+def test_phase_one_freezes_the_trunk_and_phase_two_weights_the_views():
+    paper = IOARNetwork(backbone="mnasnet", feature_channels=(16, 8, 8), image_size=(64, 48),
+                        voxel_sizes=(0.16, 0.08, 0.04), fusion=("transformer",) * 3, unet_base=(4, 4, 4))
+    torch.manual_seed(0)
+    model = IOARNet(paper).train()
+    assert model.set_training_phase(finetune=False, freeze_trunk=True) is True
+    assert model.set_training_phase(finetune=False, freeze_trunk=True) is False  # nothing changed
+    trunk = list(model.backbone.trunk().parameters())
+    assert trunk and not any(p.requires_grad for p in trunk)
+    assert all(p.requires_grad for p in model.backbone.fpn.parameters())
+    bn = model.backbone.layers[1]
+    before = bn.running_mean.clone()
+    x = torch.randn(2, 3, 48, 64)
+    out = model.backbone.layers[:2](x)
+    # the batch's statistics, running ones untouched (Lightning's freeze(train_bn=False))
+    conv = model.backbone.layers[0](x)
+    reference = torch.nn.functional.batch_norm(conv, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+    assert torch.allclose(out, reference, atol=1e-5) and torch.equal(bn.running_mean, before)
+    assert not model.proj_occ_weighting
+    assert model.set_training_phase(finetune=True, freeze_trunk=True) is True
+    assert all(p.requires_grad for p in trunk) and bn.track_running_stats and bool(model.proj_occ_weighting)
+    # the weighting is saved with the weights: a model trained through phase 2 keeps it
+    restored = IOARNet(paper)
+    restored.load_state_dict(model.state_dict())
+    assert bool(restored.proj_occ_weighting)

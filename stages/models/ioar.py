@@ -12,9 +12,10 @@ Pipeline (IOAR/IOAR.py, cnn2d.py, mv_fusion.py, view_direction_encoder.py):
    voxel point = origin + index * voxel_size, K scaled to the feature map, grid_sample with
    align_corners=True and reflection padding; a view is valid where the point lands inside the
    map and z > 0) and the sampled features fused over the valid views (`MVFusionTransformer`:
-   2 layers, 2 heads, tokens = features + normalised depth (z - 1.85) / 0.85, each view
-   attending to the valid views and itself, then the mean over valid views; or `MVFusionMean`),
-   then LayerNorm.
+   2 pre-norm layers, 2 heads, tokens = features + normalised depth (z - 1.85) / 0.85, each
+   view attending to the valid views and itself, then the mean over valid views, or in the
+   fine-tuning phase a softmax over per-view projective-occupancy logits with a null slot
+   (`occupancy_weighted_mean`); or `MVFusionMean`), then LayerNorm.
 3. Two sparse UNets per level (`stages.models.sparse3d.SparseUNet`): a TSDF branch (1 channel)
    and an occupancy branch (3 classes: inner / surface / outer), each fed with the fused
    features, its own previous-level features and its own previous-level logits (up-sampled x2
@@ -22,6 +23,11 @@ Pipeline (IOAR/IOAR.py, cnn2d.py, mv_fusion.py, view_direction_encoder.py):
 4. At the coarse and medium levels only voxels whose occupancy argmax is 1 (surface) are carried
    to the next level (their 8 children); in training at most `max_voxels` (2^14 medium, 2^16
    fine) are kept per crop, drawn at random. The fine TSDF is 1.05 * tanh(logit).
+5. Losses (`ioar_losses`): cross-entropy of the 3 classes at the coarse and medium levels, L1
+   of log-transformed fine TSDFs, and at every transformer level the projective-occupancy BCE
+   (is the voxel within 3 voxels of each view's measured depth?). Training phases
+   (`IOARNet.set_training_phase`): phase 1 may freeze the backbone's trunk; phase 2 trains it
+   and weights the views by their projective occupancy.
 
 Tensors: images float [B, V, 3, H, W] (ImageNet-normalised RGB), K [B, V, 3, 3] (pixels of the
 H x W images, OpenCV convention), cam_to_world [B, V, 4, 4] (metres), view_valid bool [B, V],
@@ -41,6 +47,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -150,24 +157,32 @@ def _stack(cin, cout, kernel, stride, expansion, repeats, momentum):
 
 
 class _FPN(nn.Module):
-    """NeuralRecon/VoRTX's top-down path: 1x1 lateral convs to the coarsest width, nearest
-    up-sampling, and per-level output convs to the level's width (coarse 1x1, others 3x3)."""
+    """IOAR/VoRTX's top-down path (cnn2d.py): lateral BatchNorm-ReLU-1x1 convs (no bias) to the
+    coarsest width, bilinear up-sampling (align_corners=False; to the finer map's size, the
+    original's factor 2 on 640 x 480 images), and per-level BatchNorm-ReLU-conv outputs to the
+    level's width (coarse 1x1, others 3x3, no bias), all convs Kaiming-initialised."""
 
     def __init__(self, in_channels: tuple[int, int, int], out_channels: tuple[int, int, int]):
         super().__init__()
         c2, c1, c0 = in_channels  # stride 16, 8, 4
         top = c2
-        self.inner1 = nn.Conv2d(c1, top, 1)
-        self.inner2 = nn.Conv2d(c0, top, 1)
-        self.out1 = nn.Conv2d(top, out_channels[0], 1, bias=False)
-        self.out2 = nn.Conv2d(top, out_channels[1], 3, padding=1, bias=False)
-        self.out3 = nn.Conv2d(top, out_channels[2], 3, padding=1, bias=False)
+
+        def unit(cin, cout, kernel):
+            conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False)
+            nn.init.kaiming_normal_(conv.weight)
+            return nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True), conv)
+
+        self.inner1 = unit(c1, top, 1)
+        self.inner2 = unit(c0, top, 1)
+        self.out1 = unit(top, out_channels[0], 1)
+        self.out2 = unit(top, out_channels[1], 3)
+        self.out3 = unit(top, out_channels[2], 3)
 
     def forward(self, c0, c1, c2):
         coarse = self.out1(c2)
-        inner = F.interpolate(c2, size=c1.shape[-2:], mode="nearest") + self.inner1(c1)
+        inner = F.interpolate(c2, size=c1.shape[-2:], mode="bilinear", align_corners=False) + self.inner1(c1)
         medium = self.out2(inner)
-        inner = F.interpolate(inner, size=c0.shape[-2:], mode="nearest") + self.inner2(c0)
+        inner = F.interpolate(inner, size=c0.shape[-2:], mode="bilinear", align_corners=False) + self.inner2(c0)
         return [coarse, medium, self.out3(inner)]
 
 
@@ -201,6 +216,10 @@ class MnasMulti(nn.Module):
         self.load_state_dict({k: state[k] for k in own}, strict=False)
         return len(own)
 
+    def trunk(self) -> nn.Module:
+        """MNASNet's layers (the original's conv0-conv2), frozen in phase 1."""
+        return self.layers
+
     def forward(self, x):
         c0 = self.layers[:9](x)
         c1 = self.layers[9](c0)
@@ -221,6 +240,10 @@ class SmallMulti(nn.Module):
         self.down1 = nn.Sequential(block(24, 32, 2), block(32, 32, 1))  # stride 8
         self.down2 = nn.Sequential(block(32, 48, 2), block(48, 48, 1))  # stride 16
         self.fpn = _FPN((48, 32, 24), out_channels)
+
+    def trunk(self) -> nn.Module:
+        """The convolutions below the FPN."""
+        return nn.ModuleList([self.stem, self.down1, self.down2])
 
     def forward(self, x):
         c0 = self.stem(x)
@@ -255,29 +278,49 @@ def mean_over_views(features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor
     return (features * weights[..., None]).sum(1) / count
 
 
+def occupancy_weighted_mean(features: torch.Tensor, logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """features [N, V, C], projective-occupancy logits [N, V], valid bool [N, V] -> [N, C]: the
+    sum of the valid views' features weighted by a softmax over their logits and a null slot of
+    logit 0 and feature 0 (mv_fusion.py, use_proj_occ): a voxel no view sees as occupied gets
+    little of any; one without a valid view gets 0."""
+    masked = logits.masked_fill(~valid, float("-inf"))
+    null = masked.new_zeros((len(masked), 1))
+    weights = torch.softmax(torch.cat([masked, null], 1), dim=1)[:, :-1]
+    return (features * weights[..., None].to(features.dtype)).sum(1)
+
+
 class MVFusionMean(nn.Module):
-    def forward(self, features, depth, valid):
-        return mean_over_views(features, valid)
+    """The masked mean over the valid views; no projective-occupancy logits."""
+
+    def forward(self, features, depth, valid, weighting: bool = False):
+        return mean_over_views(features, valid), None
 
 
 class MVFusionTransformer(nn.Module):
-    """mv_fusion.py:MVFusionTransformer without the projective-occupancy weighting: tokens =
-    Linear(features + normalised depth), `layers` encoder layers of `heads` heads (feed-forward
-    2 C, no dropout) where each view attends to the valid views and to itself, then the mean over
-    the valid views. Processes voxels in chunks of `chunk` to bound memory."""
+    """mv_fusion.py:MVFusionTransformer: tokens = Linear(features + normalised depth), `layers`
+    pre-norm encoder layers (transformer.py's EncoderBlock: x + attention(LayerNorm x), then
+    x + MLP(LayerNorm x); `heads` heads, feed-forward 2 C, ReLU, no dropout, no final norm) where
+    each view attends to the valid views and to itself; a Linear gives each view's projective-
+    occupancy logit (is the voxel within 3 voxels of that view's depth?). The fused feature is
+    the mean over the valid views, or with `weighting` (the original's phase 2, use_proj_occ)
+    `occupancy_weighted_mean`. Processes voxels in chunks of `chunk` to bound memory."""
 
     def __init__(self, channels: int, layers: int = 2, heads: int = 2, chunk: int = 16384):
         super().__init__()
         self.heads, self.chunk = heads, chunk
         self.depth_mlp = nn.Linear(channels + 1, channels)
-        nn.init.kaiming_normal_(self.depth_mlp.weight)
-        nn.init.zeros_(self.depth_mlp.bias)
-        layer = nn.TransformerEncoderLayer(channels, heads, 2 * channels, dropout=0.0, batch_first=True)
+        self.proj_occ = nn.Linear(channels, 1)
+        for linear in (self.depth_mlp, self.proj_occ):
+            nn.init.kaiming_normal_(linear.weight)
+            nn.init.zeros_(linear.bias)
+        layer = nn.TransformerEncoderLayer(channels, heads, 2 * channels, dropout=0.0, batch_first=True,
+                                           norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
-    def forward(self, features: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """features [N, V, C], depth [N, V] metres, valid bool [N, V] -> [N, C]."""
-        out = []
+    def forward(self, features: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor, weighting: bool = False):
+        """features [N, V, C], depth [N, V] metres, valid bool [N, V] -> (fused [N, C],
+        projective-occupancy logits [N, V])."""
+        fused, logits = [], []
         views = features.shape[1]
         eye = torch.eye(views, dtype=torch.bool, device=features.device)
         for s in range(0, len(features), self.chunk):
@@ -285,8 +328,13 @@ class MVFusionTransformer(nn.Module):
             tokens = self.depth_mlp(torch.cat([f, ((d - DEPTH_MEAN) / DEPTH_SCALE)[..., None].to(f.dtype)], -1))
             blocked = ~(m[:, None, :] | eye)  # [n, V(query), V(key)]: True = may not attend
             blocked = blocked.repeat_interleave(self.heads, dim=0)
-            out.append(mean_over_views(self.encoder(tokens, mask=blocked), m))
-        return torch.cat(out) if out else features.new_zeros((0, features.shape[-1]))
+            encoded = self.encoder(tokens, mask=blocked)
+            occ = self.proj_occ(encoded)[..., 0]
+            fused.append(occupancy_weighted_mean(encoded, occ, m) if weighting else mean_over_views(encoded, m))
+            logits.append(occ)
+        if not fused:
+            return features.new_zeros((0, features.shape[-1])), features.new_zeros((0, views))
+        return torch.cat(fused), torch.cat(logits)
 
 
 # The network --------------------------------------------------------------------------------
@@ -298,7 +346,15 @@ class IOARNet(nn.Module):
     masks: [coarse, medium, fine] bool [B, 1, X_l, Y_l, Z_l] active voxels of each level;
     occupancy: {level: logits [B, 3, X_l, Y_l, Z_l]} for every level with an occupancy branch;
     tsdf_logits: {level: [B, 1, X_l, Y_l, Z_l]}; tsdf: fine TSDF [B, 1, X, Y, Z] =
-    1.05 tanh(fine logit), 0 outside masks[2]. Levels are 0 (coarse), 1, 2 (fine).
+    1.05 tanh(fine logit), 0 outside masks[2]; proj_occ: {level: [per batch element None or
+    (logits [V, N], z [V, N] camera depth in metres, pixels [V, N, 2] the voxels' image pixels
+    as grid_sample(align_corners=True) coordinates of the H x W input images, valid bool [V, N]
+    the views the fusion used)]} for every level whose fusion gives projective-occupancy logits,
+    N = that element's active voxels in mask order. Levels are 0 (coarse), 1, 2 (fine).
+
+    The buffer `proj_occ_weighting` (saved with the weights) switches the transformer fusion to
+    the occupancy-weighted mean: `set_training_phase` turns it on for phase 2, and a model
+    trained through phase 2 keeps it at inference.
     """
 
     def __init__(self, config: "IOARNetwork"):
@@ -313,6 +369,7 @@ class IOARNet(nn.Module):
         self.fusions = nn.ModuleList(
             MVFusionTransformer(c, config.transformer_layers, config.transformer_heads) if kind == "transformer"
             else MVFusionMean() for c, kind in zip(channels, config.fusion))
+        self.register_buffer("proj_occ_weighting", torch.tensor(False))
         self.tsdf_nets, self.occ_nets = nn.ModuleList(), nn.ModuleList()
         prev_tsdf = prev_occ = 0
         for level, (c, base) in enumerate(zip(channels, config.unet_base)):
@@ -326,6 +383,26 @@ class IOARNet(nn.Module):
         """The occupancy branch exists at the coarse and medium levels, and at the fine level
         when `fine_occupancy` (the original computes it there but gives it no loss)."""
         return level < 2 or self.config.fine_occupancy
+
+    def set_training_phase(self, finetune: bool, freeze_trunk: bool) -> bool:
+        """The state of a training phase (IOAR's lightningmodel.py:FineTuning). Phase 1
+        (finetune False): with `freeze_trunk` the backbone's trunk (MNASNet's conv0-conv2) gets
+        no gradient and its BatchNorms normalise with the batch's statistics without updating
+        the running ones (pytorch_lightning's BaseFinetuning.freeze(train_bn=False)); phase 2:
+        the trunk trains again (running statistics updated) and the transformer fusion uses the
+        occupancy-weighted mean. Returns whether the set of parameters that require gradients
+        changed."""
+        self.proj_occ_weighting.fill_(bool(finetune))
+        frozen = bool(freeze_trunk) and not finetune
+        trunk = self.backbone.trunk()
+        changed = False
+        for p in trunk.parameters():
+            changed |= p.requires_grad == frozen
+            p.requires_grad_(not frozen)
+        for m in trunk.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.track_running_stats = not frozen
+        return changed
 
     def image_features(self, images, K, cam_to_world):
         """Per level: view-encoded feature maps [B, V, C_l, h_l, w_l]."""
@@ -341,31 +418,41 @@ class IOARNet(nn.Module):
         return out
 
     def back_project(self, level, features, mask, batch):
-        """Fused, LayerNorm-ed features [B, C, X_l, Y_l, Z_l] of the active voxels (0 elsewhere)."""
+        """(Fused, LayerNorm-ed features [B, C, X_l, Y_l, Z_l] of the active voxels, 0 elsewhere;
+        per batch element None or the projective-occupancy record of `forward`'s proj_occ)."""
         B, V, C, h, w = features.shape
         voxel_size = self.config.voxel_sizes[level]
         image_size = tuple(batch["images"].shape[-2:])
         dense = features.new_zeros((B, C, *mask.shape[2:]))
+        records = []
         for b in range(B):
             index = mask[b, 0].nonzero()
             if len(index) == 0:
+                records.append(None)
                 continue
             points = voxel_points(index, batch["origin"][b].to(batch["K"].dtype), voxel_size)
-            grid, z, valid = project_points(points, batch["K"][b], batch["cam_to_world"][b], (h, w), image_size)
+            K, pose = batch["K"][b], batch["cam_to_world"][b]
+            grid, z, valid = project_points(points, K, pose, (h, w), image_size)
             valid = valid & batch["view_valid"][b][:, None]
             sampled = F.grid_sample(features[b], grid[:, None].to(features.dtype), mode="bilinear",
                                     padding_mode="reflection", align_corners=True)[:, :, 0]  # [V, C, N]
-            fused = self.fusions[level](sampled.permute(2, 0, 1), z.t(), valid.t())
+            fused, logits = self.fusions[level](sampled.permute(2, 0, 1), z.t(), valid.t(),
+                                                bool(self.proj_occ_weighting))
             fused = self.layer_norms[level](fused)
             dense[b, :, index[:, 0], index[:, 1], index[:, 2]] = fused.t().to(dense.dtype)
-        return dense
+            if logits is None:
+                records.append(None)
+            else:
+                pixels = project_points(points, K, pose, image_size, image_size)[0]
+                records.append((logits.t(), z, pixels, valid))
+        return dense, records
 
     def forward(self, batch: dict) -> dict:
         feats2d = self.image_features(batch["images"], batch["K"], batch["cam_to_world"])
         B = batch["images"].shape[0]
         X, Y, Z = (int(d) for d in batch["dims"])
         generator = batch.get("generator")
-        masks, occupancy, tsdf_logits = [], {}, {}
+        masks, occupancy, tsdf_logits, proj_occ = [], {}, {}, {}
         prev_tsdf = prev_occ = None
         mask = None
         for level in range(3):
@@ -379,7 +466,9 @@ class IOARNet(nn.Module):
                 if self.training:
                     mask = subsample(mask, self.config.max_voxels[level - 1], generator)
             masks.append(mask)
-            fused = self.back_project(level, feats2d[level], mask, batch)
+            fused, records = self.back_project(level, feats2d[level], mask, batch)
+            if any(r is not None for r in records):
+                proj_occ[level] = records
             m = mask.to(fused.dtype)
             tsdf_in = [fused] if prev_tsdf is None else [fused, prev_tsdf * m]
             logits, tsdf_feat = self.tsdf_nets[level](torch.cat(tsdf_in, 1), mask)
@@ -393,7 +482,8 @@ class IOARNet(nn.Module):
             if level < 2:
                 keep = mask & (occupancy[level].argmax(1, keepdim=True) == SURFACE_CLASS)
         tsdf = masked(TSDF_SCALE * torch.tanh(tsdf_logits[2]), masks[2])
-        return {"masks": masks, "occupancy": occupancy, "tsdf_logits": tsdf_logits, "tsdf": tsdf}
+        return {"masks": masks, "occupancy": occupancy, "tsdf_logits": tsdf_logits, "tsdf": tsdf,
+                "proj_occ": proj_occ}
 
 
 def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -421,19 +511,57 @@ def log_transform(tsdf: torch.Tensor) -> torch.Tensor:
     return torch.sign(tsdf) * torch.log1p(tsdf.abs())
 
 
-def ioar_losses(output: dict, targets: dict) -> tuple[torch.Tensor, dict]:
-    """IOAR.py:losses without the projective-occupancy term: cross-entropy of the 3 classes over
-    the active, labelled voxels of the coarse and medium levels, plus L1 between log-transformed
-    fine TSDFs over the active voxels of the fine loss mask. All weights 1; a level with no
-    voxel contributes 0.
+PROJ_OCC_TRUNCATION = 3  # voxels: a view's pair is "occupied" when |z - depth| < 3 voxel sizes
+
+
+def projective_occupancy_loss(records: list, depth: torch.Tensor, truncation: float) -> torch.Tensor | None:
+    """IOAR.py:compute_proj_occ_loss for one level: binary cross-entropy (with logits) between
+    each (view, voxel) pair's projective-occupancy logit and whether the voxel lies within
+    `truncation` metres of the depth the view measured at its pixel, |z - depth| < truncation.
+    Pairs count where the fusion used the view and the depth map has a reading (depth > 0),
+    pooled over the batch elements (the original returns after its first element: a quirk not
+    kept). The depth is read at the nearest pixel of the voxel's projection into the H x W
+    image (the original samples its full-resolution map with the feature level's coordinates
+    and align_corners=False, a shift of up to a feature pixel: not kept).
+
+    records: per batch element None or (logits [V, N], z [V, N] metres, pixels [V, N, 2]
+    grid_sample(align_corners=True) coordinates of the H x W image, valid bool [V, N]) (IOARNet's
+    proj_occ); depth float [B, V, H, W] metres, 0 = no reading. Returns the mean over the
+    pairs, or None when no pair counts.
+    """
+    logits, targets = [], []
+    for b, record in enumerate(records):
+        if record is None:
+            continue
+        occ, z, pixels, valid = record
+        measured = F.grid_sample(depth[b][:, None].to(pixels.dtype), pixels[:, None], mode="nearest",
+                                 padding_mode="zeros", align_corners=True)[:, 0, 0]  # [V, N]
+        scored = valid & (measured > 0)
+        logits.append(occ[scored])
+        targets.append(((z - measured).abs() < truncation)[scored])
+    if not logits or sum(len(x) for x in logits) == 0:
+        return None
+    logits, targets = torch.cat(logits), torch.cat(targets)
+    return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+
+
+def ioar_losses(output: dict, targets: dict, voxel_sizes=None) -> tuple[torch.Tensor, dict]:
+    """IOAR.py:losses: cross-entropy of the 3 classes over the active, labelled voxels of the
+    coarse and medium levels, L1 between log-transformed fine TSDFs over the active voxels of the
+    fine loss mask, and at every level with projective-occupancy logits (transformer fusion)
+    `projective_occupancy_loss` with a truncation of 3 voxels of that level. All weights 1; a
+    term with nothing to score contributes 0.
 
     targets: labels [coarse, medium] int64 [B, X_l, Y_l, Z_l] (-1 = no label: outside the
-    scene's volume), tsdf float [B, X, Y, Z], tsdf_mask bool [B, X, Y, Z]. Returns (loss, stats)
-    with stats occ_acc (medium-level accuracy over the voxels scored, NaN when none) and tsdf_l1
-    (mean |pred - target| of the fine TSDF, NaN when no voxel), floats.
+    scene's volume), tsdf float [B, X, Y, Z], tsdf_mask bool [B, X, Y, Z], depth float
+    [B, V, H, W] metres (0 = no reading; needed when output has proj_occ); voxel_sizes: metres
+    per level (coarse, medium, fine). Returns (loss, stats) with stats occ_acc (medium-level
+    accuracy over the voxels scored), tsdf_l1 (mean |pred - target| of the fine TSDF) and
+    proj_occ_bce (the projective-occupancy terms' mean over the levels that have one), floats,
+    NaN when there is nothing to score.
     """
     loss = output["tsdf"].new_zeros(())
-    stats = {"occ_acc": float("nan"), "tsdf_l1": float("nan")}
+    stats = {"occ_acc": float("nan"), "tsdf_l1": float("nan"), "proj_occ_bce": float("nan")}
     for level in (0, 1):
         labels = targets["labels"][level]
         scored = output["masks"][level][:, 0] & (labels >= 0)
@@ -448,4 +576,14 @@ def ioar_losses(output: dict, targets: dict) -> tuple[torch.Tensor, dict]:
         target = targets["tsdf"][scored]
         loss = loss + F.l1_loss(log_transform(pred), log_transform(target))
         stats["tsdf_l1"] = float((pred.detach() - target).abs().mean())
+    terms = []
+    for level, records in sorted(output.get("proj_occ", {}).items()):
+        if voxel_sizes is None or "depth" not in targets:
+            raise ValueError("the projective-occupancy loss needs targets['depth'] and voxel_sizes")
+        term = projective_occupancy_loss(records, targets["depth"], PROJ_OCC_TRUNCATION * voxel_sizes[level])
+        if term is not None:
+            loss = loss + term
+            terms.append(float(term.detach()))
+    if terms:
+        stats["proj_occ_bce"] = float(np.mean(terms))
     return loss, stats

@@ -32,11 +32,14 @@ class IOARFamily(Family):
         OutputFile("meshes", "meshes", directory=True),
         OutputFile("qualitative", "qualitative", directory=True, report=("Qualitative", "qualitative.rst")),
     )
-    statistics = ("occ_acc", "tsdf_l1")
+    statistics = ("occ_acc", "tsdf_l1", "proj_occ_bce")
     eval_batch_size = 1
     headline = "F-score (VoRTX/IOAR protocol, 5 cm)"
 
     def check_spec(self, spec) -> None:
+        if spec.train_options.freeze_trunk and not spec.network.backbone_weights:
+            raise ValueError(f"scale.{spec.scale}.train.freeze_trunk: a frozen trunk needs backbone_weights "
+                             "(the original freezes its ImageNet MNASNet; a random one would learn nothing)")
         fine = spec.network.voxel_sizes[2]
         if fine < 0.04 - 1e-9 or abs(fine / 0.04 - round(fine / 0.04)) > 1e-6 or round(fine / 0.04) not in (1, 2, 4):
             raise ValueError(f"scale.{spec.scale}.network.voxel_sizes: the fine level must be one of the fused "

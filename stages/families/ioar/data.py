@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from ...errors import StageError
-from ...scannet_tables import FRAMES, cam_to_world, decode_color, intrinsics
+from ...scannet_tables import FRAMES, cam_to_world, decode_color, decode_depth, intrinsics
 from ...tables import SchemaViolation, read_table
 from ...tsdf.fusion import VolumeGrid
 from ...tsdf.labels import LABEL_THRESHOLD, fine_loss_mask, level_labels
@@ -44,7 +44,8 @@ VISIBILITY_SAMPLES = 256  # surface voxels projected to test a view
 @dataclass
 class ScanFrames:
     """The keyframes of one scan, in frame order: K float64 [N, 3, 3] (pixels of width x height),
-    poses float64 [N, 4, 4] camera-to-world, colour JPEG bytes (the depth camera's view)."""
+    poses float64 [N, 4, 4] camera-to-world, colour JPEG bytes (the depth camera's view), depth
+    16-bit PNG bytes (millimetres; None when not read: only training needs them)."""
 
     frames: np.ndarray
     K: np.ndarray
@@ -52,6 +53,7 @@ class ScanFrames:
     colors: list
     width: int
     height: int
+    depths: list | None = None
 
 
 @dataclass
@@ -63,10 +65,12 @@ class ScanVolume:
     weight: np.ndarray
 
 
-def read_frames(paths: Sequence[str], keyframes_only: bool = True) -> dict[str, ScanFrames]:
-    """Scan -> its frames from FRAMES shards (validated); StageError naming a bad shard."""
+def read_frames(paths: Sequence[str], keyframes_only: bool = True, depth: bool = False) -> dict[str, ScanFrames]:
+    """Scan -> its frames from FRAMES shards (validated), with the depth PNGs when `depth` (the
+    projective-occupancy loss reads them; they are kept in memory as the colour JPEGs are);
+    StageError naming a bad shard."""
     try:
-        table = read_table([str(p) for p in paths], FRAMES, columns=FRAME_COLUMNS)
+        table = read_table([str(p) for p in paths], FRAMES, columns=FRAME_COLUMNS + (["depth"] if depth else []))
     except SchemaViolation as err:
         raise StageError(str(err)) from None
     out = {}
@@ -82,7 +86,8 @@ def read_frames(paths: Sequence[str], keyframes_only: bool = True) -> dict[str, 
             frames=rows["frame"].to_numpy(np.int64),
             K=np.stack([intrinsics(r) for r in rows.to_dict("records")]),
             poses=np.stack([cam_to_world(r) for r in rows.to_dict("records")]),
-            colors=list(rows["color"]), width=int(width), height=int(height))
+            colors=list(rows["color"]), width=int(width), height=int(height),
+            depths=list(rows["depth"]) if depth else None)
     return out
 
 
@@ -120,6 +125,18 @@ def load_image(jpeg: bytes, K: np.ndarray, size: tuple[int, int], where: str):
         K[0, 2] += 0.5 * sx - 0.5
         K[1, 2] += 0.5 * sy - 0.5
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)), K
+
+
+def load_depth(png: bytes, size: tuple[int, int], where: str) -> np.ndarray:
+    """float32 [H', W'] metres (0 = no reading) of a depth frame resized to size = (W', H') by
+    nearest neighbour (pixel centres as in `load_image`, so its K' holds; no reading is ever
+    blended with a valid one)."""
+    from PIL import Image
+
+    depth = decode_depth(png, where)
+    if depth.shape[::-1] != tuple(size):
+        depth = np.asarray(Image.fromarray(depth).resize(tuple(size), Image.NEAREST))
+    return np.ascontiguousarray(depth, dtype=np.float32)
 
 
 def visible_fraction(points: np.ndarray, K: np.ndarray, poses: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -169,7 +186,8 @@ def gather(array: np.ndarray, index: np.ndarray, fill) -> np.ndarray:
 class ScanCrops:
     """Training crops over scans. `item(scan_index, seed)` -> one example dict (module
     docstring): images uint8 [V, 3, H, W], K float32 [V, 3, 3], cam_to_world float32 [V, 4, 4]
-    (after the augmentation's world turn), view_valid bool [V], origin float32 [3] (world
+    (after the augmentation's world turn), view_valid bool [V], depth float32 [V, H, W] metres
+    (0 = no reading; when the frames have depth), origin float32 [3] (world
     metres of the crop's fine voxel 0), labels [coarse int64 [X/4, Y/4, Z/4], medium [X/2, ...]]
     (-1 = none), tsdf float32 [X, Y, Z], tsdf_mask bool [X, Y, Z]."""
 
@@ -241,7 +259,8 @@ class ScanCrops:
         n = min(self.options.views, len(candidates))
         chosen = np.sort(rng.choice(candidates, n, replace=False))
         example = views_example(frames, chosen, self.network.image_size, self.options.views, scene,
-                                jitter=(rng, self.options.color_jitter), world=A)
+                                jitter=(rng, self.options.color_jitter), world=A,
+                                depth=frames.depths is not None)
         example.update(origin=torch.from_numpy(origin.astype(np.float32)),
                        labels=[torch.from_numpy(x) for x in labels],
                        tsdf=torch.from_numpy(tsdf), tsdf_mask=torch.from_numpy(tsdf_mask))
@@ -249,10 +268,12 @@ class ScanCrops:
 
 
 def views_example(frames: ScanFrames, chosen: np.ndarray, size: tuple[int, int], slots: int, scene: str,
-                  jitter=None, world: np.ndarray | None = None) -> dict:
+                  jitter=None, world: np.ndarray | None = None, depth: bool = False) -> dict:
     """images uint8 [slots, 3, H, W], K, cam_to_world (world @ pose), view_valid of the chosen
-    frames (padded with invalid views up to `slots`); jitter: (rng, amplitude) or None."""
+    frames (padded with invalid views up to `slots`); jitter: (rng, amplitude) or None; with
+    `depth` also depth float32 [slots, H, W] metres (`load_depth`; 0 in padded slots)."""
     W, H = size
+    depths = np.zeros((slots, H, W), np.float32) if depth else None
     images = np.zeros((slots, 3, H, W), np.uint8)
     Ks = np.tile(np.eye(3), (slots, 1, 1))
     poses = np.tile(np.eye(4), (slots, 1, 1))
@@ -266,15 +287,20 @@ def views_example(frames: ScanFrames, chosen: np.ndarray, size: tuple[int, int],
             x = (x - x.mean()) * contrast + x.mean() * brightness
             rgb = np.clip(np.rint(x), 0, 255).astype(np.uint8)
         images[slot], Ks[slot], valid[slot] = rgb, K, True
+        if depths is not None:
+            depths[slot] = load_depth(frames.depths[i], size, f"{scene} frame {frames.frames[i]}")
         poses[slot] = frames.poses[i] if world is None else world @ frames.poses[i]
-    return {"images": torch.from_numpy(images), "K": torch.from_numpy(Ks.astype(np.float32)),
-            "cam_to_world": torch.from_numpy(poses.astype(np.float32)), "view_valid": torch.from_numpy(valid)}
+    out = {"images": torch.from_numpy(images), "K": torch.from_numpy(Ks.astype(np.float32)),
+           "cam_to_world": torch.from_numpy(poses.astype(np.float32)), "view_valid": torch.from_numpy(valid)}
+    if depths is not None:
+        out["depth"] = torch.from_numpy(depths)
+    return out
 
 
 def collate(items: list[dict]) -> dict:
     """Stack examples of one crop size; labels stay a per-level list of [B, ...] tensors."""
-    batch = {k: torch.stack([it[k] for it in items]) for k in
-             ("images", "K", "cam_to_world", "view_valid", "origin", "tsdf", "tsdf_mask")}
+    keys = ["images", "K", "cam_to_world", "view_valid", "origin", "tsdf", "tsdf_mask"]
+    batch = {k: torch.stack([it[k] for it in items]) for k in keys + (["depth"] if "depth" in items[0] else [])}
     batch["labels"] = [torch.stack([it["labels"][level] for it in items]) for level in range(2)]
     batch["dims"] = tuple(items[0]["tsdf"].shape)
     return batch

@@ -63,12 +63,17 @@ class IOARTrainOptions:
     """crop: fine voxels (x, y, z) of a training crop, multiples of 4 (the original's 96 x 96 x
     48); views: frames per crop, drawn from the keyframes that see it (20); augment: random
     quarter turns about z and mirror flips of crop and cameras; color_jitter: the amplitude of
-    the per-view brightness and contrast factors (1 +- jitter)."""
+    the per-view brightness and contrast factors (1 +- jitter); freeze_trunk: before the
+    fine-tuning phase (train.finetune_share) the backbone's trunk gets no gradient and its
+    BatchNorms use the batch's statistics (the original freezes MNASNet's ImageNet layers in its
+    phase 1; pointless for a randomly initialised trunk). The fine-tuning phase (IOAR's phase 2)
+    also turns on the occupancy-weighted fusion (stages.models.ioar.IOARNet.set_training_phase)."""
 
     crop: tuple[int, int, int] = (32, 32, 24)
     views: int = 10
     augment: bool = True
     color_jitter: float = 0.2
+    freeze_trunk: bool = False
 
     def __post_init__(self):
         if any(c < 4 or c % 4 for c in self.crop):

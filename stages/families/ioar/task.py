@@ -29,15 +29,21 @@ def to_device(batch: dict, device) -> dict:
     return out
 
 
+# the value logged when a term has nothing to score in a batch
+EMPTY_STATISTIC = {"occ_acc": 0.0, "tsdf_l1": 1.0, "proj_occ_bce": 0.0}
+
+
 def batch_loss(model, batch: dict, device) -> tuple[torch.Tensor, dict]:
-    """IOAR's loss of a batch of crops and its statistics (occ_acc, tsdf_l1; 0 and 1 when a
-    level has no voxel to score)."""
+    """IOAR's loss of a batch of crops (`ioar_losses`) and its statistics (occ_acc, tsdf_l1,
+    proj_occ_bce; EMPTY_STATISTIC's value when a term has nothing to score)."""
     output = model(to_device(batch, device))
     targets = {"labels": [x.to(device) for x in batch["labels"]], "tsdf": batch["tsdf"].to(device),
                "tsdf_mask": batch["tsdf_mask"].to(device)}
-    loss, stats = ioar_losses(output, targets)
-    stats = {"occ_acc": 0.0 if np.isnan(stats["occ_acc"]) else stats["occ_acc"],
-             "tsdf_l1": 1.0 if np.isnan(stats["tsdf_l1"]) else stats["tsdf_l1"]}
+    if "depth" in batch:
+        targets["depth"] = batch["depth"].to(device)
+    network = model.module.config if hasattr(model, "module") else model.config
+    loss, stats = ioar_losses(output, targets, network.voxel_sizes)
+    stats = {k: EMPTY_STATISTIC[k] if np.isnan(v) else v for k, v in stats.items()}
     return loss, stats
 
 
@@ -51,7 +57,7 @@ def training_task(spec: ModelSpec, inputs, seed: int = 0, limit: int | None = No
     """Crops of the training scans (inputs: frames = FRAMES shards, tsdf = TSDF_VOLUMES shards
     of the training split)."""
     fine = spec.network.voxel_sizes[2]
-    crops = ScanCrops(read_frames(inputs["frames"]), read_volumes(inputs["tsdf"], fine), spec.network,
+    crops = ScanCrops(read_frames(inputs["frames"], depth=True), read_volumes(inputs["tsdf"], fine), spec.network,
                       spec.train_options)
     count = len(crops) if limit is None else min(limit, len(crops))
 
@@ -70,5 +76,8 @@ def training_task(spec: ModelSpec, inputs, seed: int = 0, limit: int | None = No
             batch["seed"] = (int(seed) * 1_000_003 + epoch) * 65_537 + b * world + rank
             yield batch
 
+    def prepare_step(model, step):
+        return model.set_training_phase(step >= spec.train.finetune_start, spec.train_options.freeze_trunk)
+
     return TrainingTask(build_model(spec), lambda m, b, d, s: batch_loss(m, b, d), batches_per_epoch,
-                        epoch_batches)
+                        epoch_batches, prepare_step, find_unused_parameters=True)
