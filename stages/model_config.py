@@ -81,6 +81,11 @@ def spec_from_dict(raw: dict, scale: str, where: str = "model config") -> ModelS
             raise ModelConfigError(f"{where}: unknown key {ctx}.{key} (known keys there: {', '.join(SCALE_KEYS)})")
     train_raw = dict(block.get("train") or {})
     common = {f.name for f in dataclasses.fields(TrainConfig)}
+    own = {f.name for f in dataclasses.fields(family.train_options)}
+    for key in train_raw:
+        if key not in common | own:
+            known = ", ".join([f.name for f in dataclasses.fields(TrainConfig)] + sorted(own))
+            raise ModelConfigError(f"{where}: unknown key {ctx}.train.{key} (known keys there: {known})")
     train = parse_section(TrainConfig, {k: v for k, v in train_raw.items() if k in common}, where, f"{ctx}.train")
     options = parse_section(family.train_options, {k: v for k, v in train_raw.items() if k not in common},
                             where, f"{ctx}.train")

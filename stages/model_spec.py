@@ -41,8 +41,9 @@ class TrainConfig:
     A fine-tuning phase at the end (IOAR's phase 2, lightningmodel.py:FineTuning): the last
     `finetune_share` of the steps (0 = none; `steps - round(steps * finetune_share)` is its first
     step, `finetune_start`, so that --steps keeps the proportion) run at the constant
-    `finetune_lr` (0: the schedule goes on) with `finetune_batch_size` crops per process (0:
-    `batch_size`; the switch starts a new epoch). What else changes there is the family's
+    `finetune_lr` (0: the schedule's value goes on; a cosine one stays at its floor) with
+    `finetune_batch_size` examples per process (0: `batch_size`; a change of batch size starts
+    a new epoch at the switch). What else changes there is the family's
     (`TrainingTask.prepare_step`). The schedule of the steps before it ends at `finetune_start`."""
 
     batch_size: int = 4
@@ -76,8 +77,9 @@ class TrainConfig:
     def __post_init__(self):
         if not 0 <= self.finetune_share < 1:
             raise ValueError(f"finetune_share must be in [0, 1), got {self.finetune_share}")
-        if self.finetune_lr < 0 or self.finetune_batch_size < 0:
-            raise ValueError("finetune_lr and finetune_batch_size must be >= 0 (0: as before the phase)")
+        for key in ("finetune_lr", "finetune_batch_size"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0 (0: as before the phase), got {getattr(self, key)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.optimizer not in OPTIMIZERS:

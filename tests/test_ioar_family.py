@@ -190,6 +190,15 @@ def test_training_evaluation_report_and_prediction(tiny, tmp_path):
     assert predict.main(["--model", str(tmp_path / "model" / "model.pt"), "--scan", str(scan), "--out",
                          str(tmp_path / "room.ply"), "--device", "cpu"]) == 0
     assert (tmp_path / "room.ply").is_file()
+    # a model file of another version of the network (here: without the weighting buffer this
+    # version saves) is refused in one line, naming it
+    payload = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
+    del payload["model"]["proj_occ_weighting"]
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(Exception, match="old.pt: its weights do not fit this version's ioar network .*proj_occ_weighting"):
+        from stages.trained_model import load_model
+
+        load_model(tmp_path / "old.pt", torch.device("cpu"))
 
 
 def test_the_floor_baseline_keeps_the_floor_only():
@@ -217,6 +226,26 @@ def test_the_rules_name_the_scannet_tables():
     assert eval_files["scans"] == ["results/scannet/scans.parquet"]
     paper = load_model_spec(REPO / "config" / "models" / "ioar.yaml", "paper")
     assert paper.network.voxel_sizes == (0.16, 0.08, 0.04) and paper.train_options.crop == (96, 96, 48)
+    # the original's phases: 350 epochs x 300 steps of batch 4, then 150 x 600 of batch 2 at 1e-4
+    assert paper.train.finetune_start == 105_000 and paper.train.steps == 195_000
+    assert (paper.train.batch_size_at(104_999), paper.train.batch_size_at(105_000)) == (4, 2)
+
+
+def test_model_file_mistakes_name_the_file_and_key(tmp_path):
+    from stages.model_spec import ModelConfigError
+
+    text = (REPO / "config" / "models" / "ioar.yaml").read_text()
+    cases = {
+        "warmup_steps: 20, finetune_shar: 0.5,": "unknown key scale.small.train.finetune_shar .*finetune_share",
+        "warmup_steps: 20, finetune_share: 1,": "finetune_share must be in",
+        "warmup_steps: 20, finetune_lr: -1,": "finetune_lr must be >= 0 .*got -1",
+        "warmup_steps: 20, freeze_trunk: true,": "freeze_trunk: a frozen trunk needs backbone_weights",
+    }
+    for replacement, message in cases.items():
+        path = tmp_path / "ioar.yaml"
+        path.write_text(text.replace("warmup_steps: 20,", replacement))
+        with pytest.raises(ModelConfigError, match=f"ioar.yaml: .*{message}"):
+            load_model_spec(path, "small")
 
 
 def test_ddp_training_with_a_branch_the_loss_does_not_reach(tiny, tmp_path):

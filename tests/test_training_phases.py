@@ -137,8 +137,25 @@ def test_more_steps_resume_only_from_before_either_phase(tmp_path):
             path.unlink()
     family, _ = _run(tmp_path, _config(checkpoint_every=3, steps=20))
     assert family.prepared[0] == 3  # step 3 lies before both phases: resumed
+    # 5 steps done (0..4) lie before a phase that starts at 5 and one that starts at 6
+    boundary = tmp_path / "boundary"
+    _run(boundary, _config(checkpoint_every=5))
+    (boundary / "checkpoints" / "step-000000010.pt").unlink()
+    family, _ = _run(boundary, _config(checkpoint_every=5, steps=12))
+    assert family.prepared[0] == 5
     family, model = _run(tmp_path, _config(checkpoint_every=3, steps=40))
     # the newest checkpoint (step 20) is in the 20-step run's phase, not yet in the 40-step
     # run's: starting afresh, the old checkpoints kept aside
     assert family.prepared[0] == 0 and model["step"] == 40
     assert (tmp_path / "checkpoints.stale" / "step-000000020.pt").exists()
+
+
+def test_batch_sizes_that_fit_no_batch_and_shares_that_round_away_are_named(tmp_path, capsys):
+    from stages.model_spec import ModelConfigError
+
+    with pytest.raises(ModelConfigError, match=r"train.finetune_batch_size: 6 training examples per process .* of 7"):
+        _run(tmp_path / "big", _config(finetune_batch_size=7))
+    _run(tmp_path / "none", _config(steps=4, finetune_share=0.01))
+    assert "finetune_share 0.01 of 4 steps rounds to no fine-tuning step" in capsys.readouterr().err
+    _run(tmp_path / "all", _config(steps=4, finetune_share=0.99))
+    assert "rounds to every fine-tuning step" in capsys.readouterr().err

@@ -27,7 +27,7 @@ Pipeline (IOAR/IOAR.py, cnn2d.py, mv_fusion.py, view_direction_encoder.py):
    of log-transformed fine TSDFs, and at every transformer level the projective-occupancy BCE
    (is the voxel within 3 voxels of each view's measured depth?). Training phases
    (`IOARNet.set_training_phase`): phase 1 may freeze the backbone's trunk; phase 2 trains it
-   and weights the views by their projective occupancy.
+   (not its BatchNorm weights) and weights the views by their projective occupancy.
 
 Tensors: images float [B, V, 3, H, W] (ImageNet-normalised RGB), K [B, V, 3, 3] (pixels of the
 H x W images, OpenCV convention), cam_to_world [B, V, 4, 4] (metres), view_valid bool [B, V],
@@ -385,23 +385,23 @@ class IOARNet(nn.Module):
         return level < 2 or self.config.fine_occupancy
 
     def set_training_phase(self, finetune: bool, freeze_trunk: bool) -> bool:
-        """The state of a training phase (IOAR's lightningmodel.py:FineTuning). Phase 1
-        (finetune False): with `freeze_trunk` the backbone's trunk (MNASNet's conv0-conv2) gets
-        no gradient and its BatchNorms normalise with the batch's statistics without updating
-        the running ones (pytorch_lightning's BaseFinetuning.freeze(train_bn=False)); phase 2:
-        the trunk trains again (running statistics updated) and the transformer fusion uses the
-        occupancy-weighted mean. Returns whether the set of parameters that require gradients
-        changed."""
+        """The state of a training phase (IOAR's lightningmodel.py:FineTuning under the
+        pytorch-lightning 1.5 the original pins). Phase 1 (finetune False) with `freeze_trunk`:
+        the backbone's trunk (MNASNet's conv0-conv2) gets no gradient (BaseFinetuning.freeze:
+        its BatchNorms still normalise with the batch's statistics and update their running
+        ones, as modules in training mode do). Phase 2: the trunk trains again except its
+        BatchNorm weights and biases (unfreeze_and_add_param_group(train_bn=False) leaves them
+        out of the optimizer), and the transformer fusion uses the occupancy-weighted mean.
+        Without `freeze_trunk` every parameter trains in both phases. Returns whether the set of
+        parameters that require gradients changed."""
         self.proj_occ_weighting.fill_(bool(finetune))
-        frozen = bool(freeze_trunk) and not finetune
-        trunk = self.backbone.trunk()
         changed = False
-        for p in trunk.parameters():
-            changed |= p.requires_grad == frozen
-            p.requires_grad_(not frozen)
-        for m in trunk.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.track_running_stats = not frozen
+        for module in self.backbone.trunk().modules():
+            is_norm = isinstance(module, nn.modules.batchnorm._BatchNorm)
+            trains = not freeze_trunk or (finetune and not is_norm)
+            for p in module.parameters(recurse=False):
+                changed |= p.requires_grad != trains
+                p.requires_grad_(trains)
         return changed
 
     def image_features(self, images, K, cam_to_world):

@@ -65,26 +65,27 @@ def write_metrics(path: Path, rows: list[dict], statistics: Sequence[str]) -> No
     atomic_write(path, write)
 
 
+def _without_steps(spec: dict) -> dict:
+    spec = dict(spec)
+    spec["train"] = {k: v for k, v in dict(spec.get("train", {})).items() if k != "steps"}
+    return spec
+
+
 def _same_run(saved: dict, current: dict, step: int) -> bool:
     """Whether a checkpoint of `step` can be resumed: everything but the step count must match,
     and with a fine-tuning phase (whose first step follows the step count) the checkpoint must
     lie before the phase's first step of both runs or the two runs' phases start alike."""
-
-    def strip(spec):
-        spec = dict(spec)
-        spec["train"] = {k: v for k, v in dict(spec.get("train", {})).items() if k != "steps"}
-        return spec
-
-    def finetune_start(spec):
-        train = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["train"].items()})
-        return train.finetune_start
-
-    if strip(saved) != strip(current):
+    if _without_steps(saved) != _without_steps(current):
         return False
     if not current.get("train", {}).get("finetune_share"):
         return True
     start_saved, start_now = finetune_start(saved), finetune_start(current)
-    return start_saved == start_now or step < min(start_saved, start_now)
+    return start_saved == start_now or step <= min(start_saved, start_now)
+
+
+def finetune_start(spec: dict) -> int:
+    """The fine-tuning phase's first step of a spec saved as plain data."""
+    return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["train"].items()}).finetune_start
 
 
 def train(spec: ModelSpec, family, inputs: Mapping[str, Sequence[str]], options: RunOptions) -> int:
@@ -113,7 +114,11 @@ def train(spec: ModelSpec, family, inputs: Mapping[str, Sequence[str]], options:
             if stale.exists():
                 shutil.rmtree(stale)
             ckpt_dir.rename(stale)
-            print(f"checkpoints in {ckpt_dir} come from a different configuration; moved to {stale}, "
+            saved, now = state["spec"], spec.to_dict()
+            why = (f"their run's fine-tuning phase starts at step {finetune_start(saved)}, this run's at "
+                   f"{finetune_start(now)}, and the newest checkpoint (step {state['step']}) is past one of them"
+                   if _without_steps(saved) == _without_steps(now) else "they come from a different configuration")
+            print(f"checkpoints in {ckpt_dir} cannot be resumed: {why}; moved to {stale}, "
                   "starting from step 0", file=sys.stderr)
         ddp.barrier()
         state = None
@@ -131,12 +136,18 @@ def train(spec: ModelSpec, family, inputs: Mapping[str, Sequence[str]], options:
         return torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=task.find_unused_parameters)
 
     net = wrapped()
-    for size in {spec.train.batch_size_at(0), spec.train.batch_size_at(spec.train.steps - 1)}:
-        if task.batches_per_epoch(ddp.world, size) == 0:
+    for first, key in ((0, "batch_size"), (spec.train.finetune_start, "finetune_batch_size")):
+        size = spec.train.batch_size_at(first)
+        if first < spec.train.steps and task.batches_per_epoch(ddp.world, size) == 0:
+            hint = ("models.batch_size in the config, --batch-size here" if key == "batch_size"
+                    else "train.finetune_batch_size in the model file")
             raise ModelConfigError(
-                f"the training examples over {ddp.world} processes give no full batch of "
-                f"{size}; lower the batch size (models.batch_size in the config, --batch-size here, "
-                "or train.finetune_batch_size in the model file)")
+                f"train.{key}: {task.batches_per_epoch(ddp.world, 1)} training examples per process "
+                f"({ddp.world} process(es)) give no full batch of {size}; lower it ({hint})")
+    share = spec.train.finetune_share
+    if ddp.main and share > 0 and spec.train.finetune_start in (0, spec.train.steps):
+        print(f"warning: train.finetune_share {share} of {spec.train.steps} steps rounds to "
+              f"{'every' if spec.train.finetune_start == 0 else 'no'} fine-tuning step", file=sys.stderr)
     stop = StopRequest()
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if ddp.device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
@@ -225,6 +236,8 @@ def train(spec: ModelSpec, family, inputs: Mapping[str, Sequence[str]], options:
                 save_checkpoint()
                 window_start = time.perf_counter()  # checkpoint time is not training time
             if stopping:
+                if progress is not None:
+                    progress.close()  # the message starts a line of its own
                 if ddp.main:
                     print(f"stopped by signal at step {step}; checkpoint written to {ckpt_dir}; rerun to resume",
                           file=sys.stderr)

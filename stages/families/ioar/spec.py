@@ -64,10 +64,12 @@ class IOARTrainOptions:
     48); views: frames per crop, drawn from the keyframes that see it (20); augment: random
     quarter turns about z and mirror flips of crop and cameras; color_jitter: the amplitude of
     the per-view brightness and contrast factors (1 +- jitter); freeze_trunk: before the
-    fine-tuning phase (train.finetune_share) the backbone's trunk gets no gradient and its
-    BatchNorms use the batch's statistics (the original freezes MNASNet's ImageNet layers in its
-    phase 1; pointless for a randomly initialised trunk). The fine-tuning phase (IOAR's phase 2)
-    also turns on the occupancy-weighted fusion (stages.models.ioar.IOARNet.set_training_phase)."""
+    fine-tuning phase (train.finetune_share) the backbone's trunk gets no gradient (its
+    BatchNorms still update their running statistics), and in the phase it trains except for its
+    BatchNorm weights, as the original under pytorch-lightning 1.5 (it freezes MNASNet's ImageNet
+    layers in its phase 1; pointless for a randomly initialised trunk). The fine-tuning phase
+    (IOAR's phase 2) also turns on the occupancy-weighted fusion
+    (stages.models.ioar.IOARNet.set_training_phase)."""
 
     crop: tuple[int, int, int] = (32, 32, 24)
     views: int = 10
