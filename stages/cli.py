@@ -14,12 +14,27 @@ their traceback.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from .errors import EXIT_BAD_INPUT, EXIT_OK, StageError, one_line
+
+
+def parse_ahead(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The first pass of a two-pass parse (a command whose options depend on a file named on
+    the command line): the options of `parser` found in `argv`, None where absent, ignoring
+    -h/--help, required options and anything unknown, so that the second, complete parser
+    prints the help with every option or the usage error."""
+    args = [a for a in (sys.argv[1:] if argv is None else argv) if a not in ("-h", "--help")]
+    lenient = argparse.ArgumentParser(add_help=False)
+    for action in parser._actions:  # argparse has no public copy of its actions
+        if action.option_strings and not isinstance(action, argparse._HelpAction):
+            lenient.add_argument(*action.option_strings, dest=action.dest, default=action.default,
+                                 nargs=action.nargs, type=action.type)
+    return lenient.parse_known_args(args)[0]
 
 
 def describe(err: BaseException) -> str:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli import run
+from .cli import parse_ahead, run
 from .families import EvalOptions, input_arguments, inputs_from_args
 from .torch_device import add_device_arguments, apply_threads, resolve_device
 from .trained_model import load_model
@@ -33,10 +33,12 @@ def parser(family=None) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    first, _ = parser().parse_known_args(argv)
-    device = resolve_device(first.device)
-    spec, family, model, payload = load_model(first.model, device)
-    args = parser(family).parse_args(argv)
+    first = parse_ahead(parser(), argv)
+    device = resolve_device(first.device or "auto")
+    spec = family = model = payload = None
+    if first.model:
+        spec, family, model, payload = load_model(first.model, device)
+    args = parser(family).parse_args(argv)  # --help lists the family's inputs once the model is known
     apply_threads(args.threads)
     options = EvalOptions(qualitative=args.qualitative, batch_size=args.batch_size or family.eval_batch_size, limit=args.limit, seed=args.seed)
     summary = family.evaluate(spec, model, payload, inputs_from_args(args, family.eval_inputs),

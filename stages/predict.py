@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from . import atomic
-from .cli import run
+from .cli import parse_ahead, run
 from .errors import StageError
 from .torch_device import DEVICE_CHOICES, resolve_device
 from .trained_model import load_model
@@ -94,13 +94,16 @@ def write_mesh(mesh, out: Path, protect=()) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    first, _ = parser().parse_known_args(argv)
-    out = Path(first.out)
-    if out.suffix.lower() not in MESH_SUFFIXES:
-        raise StageError(f"{out}: unsupported mesh format; use one of {', '.join(MESH_SUFFIXES)}")
-    device = resolve_device(first.device)
-    spec, family, model, _ = load_model(first.model, device)
-    args = parser(family).parse_args(argv)
+    first = parse_ahead(parser(), argv)
+    wants_help = any(a in ("-h", "--help") for a in (sys.argv[1:] if argv is None else argv))
+    if first.out and not wants_help and Path(first.out).suffix.lower() not in MESH_SUFFIXES:
+        raise StageError(f"{first.out}: unsupported mesh format; use one of {', '.join(MESH_SUFFIXES)}")
+    spec = family = model = None
+    device = resolve_device(first.device or "auto")
+    if first.model:
+        spec, family, model, _ = load_model(first.model, device)
+    args = parser(family).parse_args(argv)  # --help lists the family's inputs once the model is known
+    out = Path(args.out)
     prediction = family.predict(spec, model, args, device)
     written = write_mesh(prediction.mesh, out, protect=input_files(args))
     for note in prediction.notes:

@@ -13,7 +13,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from .cli import run
+from .cli import parse_ahead, run
 from .families import input_arguments, inputs_from_args
 from .model_config import load_model_spec
 from .torch_device import DEVICE_CHOICES
@@ -38,12 +38,14 @@ def parser(family=None) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    first, _ = parser().parse_known_args(argv)
-    spec = load_model_spec(first.model_config, first.scale)
-    from .families import family_named
+    first = parse_ahead(parser(), argv)
+    spec = family = None
+    if first.model_config:
+        from .families import family_named
 
-    family = family_named(spec.family)
-    args = parser(family).parse_args(argv)
+        spec = load_model_spec(first.model_config, first.scale or "small")
+        family = family_named(spec.family)
+    args = parser(family).parse_args(argv)  # --help lists the family's inputs once the model is known
     if args.steps is not None:
         spec = replace(spec, train=replace(spec.train, steps=args.steps))
     if args.batch_size is not None:

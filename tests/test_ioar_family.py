@@ -148,7 +148,7 @@ def test_a_depth_map_is_resized_by_nearest_neighbour_keeping_k():
     assert load_depth(encode_depth_mm(millimetres), (9, 6), "d")[4, 4] == 0
 
 
-def test_training_evaluation_report_and_prediction(tiny, tmp_path):
+def test_training_evaluation_report_and_prediction(tiny, tmp_path, capsys):
     spec = tiny_ioar_spec(steps=2)
     family = family_named("ioar")
     assert train(spec, family, tiny["train"], RunOptions(out_dir=tmp_path / "model", device="cpu", threads=1)) == 0
@@ -190,6 +190,11 @@ def test_training_evaluation_report_and_prediction(tiny, tmp_path):
     assert predict.main(["--model", str(tmp_path / "model" / "model.pt"), "--scan", str(scan), "--out",
                          str(tmp_path / "room.ply"), "--device", "cpu"]) == 0
     assert (tmp_path / "room.ply").is_file()
+    # --help with the model lists the family's own options
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        predict.main(["--model", str(tmp_path / "model" / "model.pt"), "--help"])
+    assert done.value.code == 0 and "--scan SCAN" in capsys.readouterr().out
     # a model file of another version of the network (here: without the weighting buffer this
     # version saves) is refused in one line, naming it
     payload = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
@@ -229,6 +234,16 @@ def test_the_rules_name_the_scannet_tables():
     # the original's phases: 350 epochs x 300 steps of batch 4, then 150 x 600 of batch 2 at 1e-4
     assert paper.train.finetune_start == 105_000 and paper.train.steps == 195_000
     assert (paper.train.batch_size_at(104_999), paper.train.batch_size_at(105_000)) == (4, 2)
+
+
+def test_train_help_lists_the_familys_inputs_once_the_model_is_named(capsys):
+    from stages import train as train_command
+
+    with pytest.raises(SystemExit) as done:
+        train_command.main(["--model-config", str(REPO / "config" / "models" / "ioar.yaml"), "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "--frames PATH" in text and "--tsdf PATH" in text
 
 
 def test_model_file_mistakes_name_the_file_and_key(tmp_path):
