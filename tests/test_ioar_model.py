@@ -373,3 +373,73 @@ def test_phase_one_freezes_the_trunk_and_phase_two_weights_the_views():
     restored = IOARNet(paper)
     restored.load_state_dict(model.state_dict())
     assert bool(restored.proj_occ_weighting)
+
+
+# spconv (the paper scale's sparse path) against the masked dense form ---------------------------
+
+
+def _unet_pair(device="cpu"):
+    torch.manual_seed(0)
+    dense = SparseUNet(5, 4, 3)
+    spconv = SparseUNet(5, 4, 3, backend="spconv")
+    for bn in dense.modules():  # non-trivial running statistics for the eval mode
+        if isinstance(bn, MaskedBatchNorm):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    spconv.load_state_dict(dense.state_dict())
+    assert set(spconv.state_dict()) == set(dense.state_dict())  # one state dict for both paths
+    mask = torch.rand(2, 1, 9, 6, 11) < 0.35  # odd sizes: the padding of both down-samplings
+    x = torch.randn(2, 5, 9, 6, 11) * mask
+    return dense.to(device), spconv.to(device), x.to(device), mask.to(device)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_spconv_unet_equals_the_masked_dense_one(training):
+    # float32: spconv's CPU kernels are float32 ones; its CPU backward needs a CUDA build of
+    # torch, so gradients are compared by the CUDA test below
+    pytest.importorskip("spconv.pytorch")
+    dense, spconv, x, mask = _unet_pair()
+    dense.train(training)
+    spconv.train(training)
+    with torch.no_grad():
+        (logits, features), (logits_s, features_s) = dense(x, mask), spconv(x, mask)
+    assert torch.allclose(logits, logits_s, atol=1e-5) and torch.allclose(features, features_s, atol=1e-5)
+    assert logits_s[~mask.expand_as(logits_s)].abs().max() == 0
+    for (name, b), c in zip(dense.named_buffers(), spconv.buffers()):  # the running statistics
+        assert torch.equal(b, c) if b.dtype == torch.long else torch.allclose(b, c, atol=1e-6), name
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_spconv_unet_trains_as_the_masked_dense_one_on_cuda():
+    pytest.importorskip("spconv.pytorch")
+    dense, spconv, x, mask = _unet_pair("cuda")
+    grads = []
+    for net in (dense, spconv):
+        xi = x.clone().requires_grad_()
+        logits, _ = net.train()(xi, mask)
+        (logits * torch.linspace(-1, 1, logits.numel(), device="cuda").view_as(logits)).sum().backward()
+        grads.append([xi.grad] + [p.grad for p in net.parameters()])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_the_whole_network_gives_the_same_tsdf_with_spconv_and_refuses_to_train_it_on_the_cpu():
+    pytest.importorskip("spconv.pytorch")
+    from dataclasses import replace
+
+    from stages.errors import StageError
+
+    torch.manual_seed(0)
+    dense = IOARNet(TINY).eval()
+    sparse = IOARNet(replace(TINY, sparse_backend="spconv")).eval()
+    sparse.load_state_dict(dense.state_dict())
+    generator = torch.Generator().manual_seed(1)
+    batch = {"images": torch.randn(1, 2, 3, 48, 64, generator=generator), "K": K.expand(1, 2, 3, 3),
+             "cam_to_world": torch.eye(4).expand(1, 2, 4, 4), "view_valid": torch.tensor([[True, True]]),
+             "origin": ORIGIN[None], "dims": (8, 8, 8)}
+    with torch.no_grad():
+        a, b = dense(batch), sparse(batch)
+    assert all(torch.equal(x, y) for x, y in zip(a["masks"], b["masks"]))
+    assert torch.allclose(a["tsdf"], b["tsdf"], atol=1e-5)
+    with pytest.raises(StageError, match="trains on a CUDA device only"):
+        sparse.train()(batch)

@@ -373,10 +373,11 @@ class IOARNet(nn.Module):
         self.tsdf_nets, self.occ_nets = nn.ModuleList(), nn.ModuleList()
         prev_tsdf = prev_occ = 0
         for level, (c, base) in enumerate(zip(channels, config.unet_base)):
-            self.tsdf_nets.append(SparseUNet(c + prev_tsdf + (1 if level else 0), base, 1))
+            backend = config.sparse_backend
+            self.tsdf_nets.append(SparseUNet(c + prev_tsdf + (1 if level else 0), base, 1, backend))
             prev_tsdf = self.tsdf_nets[-1].out_features
             if self.has_occupancy(level):
-                self.occ_nets.append(SparseUNet(c + prev_occ + (3 if level else 0), base, 3))
+                self.occ_nets.append(SparseUNet(c + prev_occ + (3 if level else 0), base, 3, backend))
                 prev_occ = self.occ_nets[-1].out_features
 
     def has_occupancy(self, level: int) -> bool:

@@ -159,11 +159,21 @@ class SparseUNet(nn.Module):
 
     Input x [B, cin, X, Y, Z], mask bool [B, 1, X, Y, Z]; returns (logits [B, out, X, Y, Z],
     features [B, 3 * base, X, Y, Z]), both zero outside the mask. SPVCNN's point branch (a
-    per-point MLP beside the voxels) is left out: every point here is a voxel.
+    per-point MLP beside the voxels) is left out: every point here is a voxel. backend:
+    "dense" (the masked dense form, any device) or "spconv" (the same parameters run by spconv
+    2.x on the active voxels only, stages.models.sparse3d_spconv).
     """
 
-    def __init__(self, cin: int, base: int, out_channels: int):
+    def __init__(self, cin: int, base: int, out_channels: int, backend: str = "dense"):
         super().__init__()
+        if backend not in ("dense", "spconv"):
+            raise ValueError(f"sparse backend must be dense or spconv, got {backend!r}")
+        self.backend = backend
+        self._spconv = None
+        if backend == "spconv":
+            from .sparse3d_spconv import spconv_module
+
+            spconv_module()  # a missing spconv is named now, not at the first forward
         c = [base * f for f in (1, 2, 4, 3, 3)]
         self.out_features = c[4]
         self.stem = nn.ModuleList([ConvBNReLU(cin, c[0]), ConvBNReLU(c[0], c[0])])
@@ -187,6 +197,12 @@ class SparseUNet(nn.Module):
         so that both down-sampling steps group the same voxels as on the whole grid: the result
         equals the whole grid's (inactive voxels contribute nothing and stay 0)."""
         box = active_box(mask, 4)
+        if box is not None and self.backend == "spconv":
+            if self._spconv is None:
+                from .sparse3d_spconv import SpconvUNet
+
+                self._spconv = SpconvUNet(self)
+            return self._spconv(x, mask)
         if box is None:
             return x.new_zeros((x.shape[0], self.head.conv.out_channels, *x.shape[2:])), \
                 x.new_zeros((x.shape[0], self.out_features, *x.shape[2:]))

@@ -10,6 +10,7 @@ from ...model_spec import Paper
 BACKBONES = ("mnasnet", "small")
 FUSIONS = ("transformer", "mean")
 GROUND_TRUTHS = ("scan", "fused")
+SPARSE_BACKENDS = ("dense", "spconv")
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,9 @@ class IOARNetwork:
     sparse UNets' base widths (the original's 32/16/8); view_frequencies: L of the view-direction
     encoding; max_voxels: training caps of active voxels per crop at the medium and fine levels
     (2^14, 2^16); fine_occupancy: also run the fine occupancy branch (the original computes it
-    and gives it no loss)."""
+    and gives it no loss); sparse_backend: "dense" (sparse convolutions as masked dense ones, any
+    device) or "spconv" (spconv 2.x on the active voxels only: the paper scale's, on a GPU; the
+    same numbers, stages.models.sparse3d_spconv)."""
 
     backbone: str = "small"
     backbone_weights: str = ""
@@ -39,8 +42,11 @@ class IOARNetwork:
     transformer_heads: int = 2
     max_voxels: tuple[int, int] = (16384, 65536)
     fine_occupancy: bool = False
+    sparse_backend: str = "dense"
 
     def __post_init__(self):
+        if self.sparse_backend not in SPARSE_BACKENDS:
+            raise ValueError(f"sparse_backend must be one of {', '.join(SPARSE_BACKENDS)}, got {self.sparse_backend!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
         if self.backbone_weights and self.backbone != "mnasnet":
