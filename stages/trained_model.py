@@ -16,17 +16,16 @@ def load_model(path, device):
     spec = spec_from_saved(payload["spec"], str(path))
     family = family_named(spec.family, str(path))
     model = family.build_model(spec)
-    expected, saved = set(model.state_dict()), set(payload["model"])
-    if expected != saved:
-        missing, extra = sorted(expected - saved), sorted(saved - expected)
-        raise checkpoints.CheckpointError(
-            f"{path}: its weights do not fit this version's {spec.family} network ({len(missing)} tensors "
-            f"missing{', e.g. ' + missing[0] if missing else ''}; {len(extra)} unknown"
-            f"{', e.g. ' + extra[0] if extra else ''}): it was saved by another version; retrain it")
     try:
-        model.load_state_dict(payload["model"])
+        fit = model.load_state_dict(payload["model"], strict=False)
     except RuntimeError as err:  # same names, other shapes
         first = str(err).strip().splitlines()[-1].strip()
         raise checkpoints.CheckpointError(f"{path}: its weights do not fit this version's {spec.family} network "
                                           f"({first}); retrain it") from None
+    if fit.missing_keys or fit.unexpected_keys:
+        missing, extra = sorted(fit.missing_keys), sorted(fit.unexpected_keys)
+        raise checkpoints.CheckpointError(
+            f"{path}: its weights do not fit this version's {spec.family} network ({len(missing)} tensors "
+            f"missing{', e.g. ' + missing[0] if missing else ''}; {len(extra)} unknown"
+            f"{', e.g. ' + extra[0] if extra else ''}): it was saved by another version; retrain it")
     return spec, family, model.to(device).eval(), payload

@@ -47,7 +47,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -586,5 +585,5 @@ def ioar_losses(output: dict, targets: dict, voxel_sizes=None) -> tuple[torch.Te
             loss = loss + term
             terms.append(float(term.detach()))
     if terms:
-        stats["proj_occ_bce"] = float(np.mean(terms))
+        stats["proj_occ_bce"] = sum(terms) / len(terms)
     return loss, stats

@@ -33,16 +33,16 @@ def to_device(batch: dict, device) -> dict:
 EMPTY_STATISTIC = {"occ_acc": 0.0, "tsdf_l1": 1.0, "proj_occ_bce": 0.0}
 
 
-def batch_loss(model, batch: dict, device) -> tuple[torch.Tensor, dict]:
-    """IOAR's loss of a batch of crops (`ioar_losses`) and its statistics (occ_acc, tsdf_l1,
-    proj_occ_bce; EMPTY_STATISTIC's value when a term has nothing to score)."""
+def batch_loss(model, batch: dict, device, voxel_sizes) -> tuple[torch.Tensor, dict]:
+    """IOAR's loss of a batch of crops (`ioar_losses`; voxel_sizes: the network's, metres per
+    level) and its statistics (occ_acc, tsdf_l1, proj_occ_bce; EMPTY_STATISTIC's value when a
+    term has nothing to score)."""
     output = model(to_device(batch, device))
     targets = {"labels": [x.to(device) for x in batch["labels"]], "tsdf": batch["tsdf"].to(device),
                "tsdf_mask": batch["tsdf_mask"].to(device)}
     if "depth" in batch:
         targets["depth"] = batch["depth"].to(device)
-    network = model.module.config if hasattr(model, "module") else model.config
-    loss, stats = ioar_losses(output, targets, network.voxel_sizes)
+    loss, stats = ioar_losses(output, targets, voxel_sizes)
     stats = {k: EMPTY_STATISTIC[k] if np.isnan(v) else v for k, v in stats.items()}
     return loss, stats
 
@@ -79,5 +79,6 @@ def training_task(spec: ModelSpec, inputs, seed: int = 0, limit: int | None = No
     def prepare_step(model, step):
         return model.set_training_phase(step >= spec.train.finetune_start, spec.train_options.freeze_trunk)
 
-    return TrainingTask(build_model(spec), lambda m, b, d, s: batch_loss(m, b, d), batches_per_epoch,
+    return TrainingTask(build_model(spec), lambda m, b, d, s: batch_loss(m, b, d, spec.network.voxel_sizes),
+                        batches_per_epoch,
                         epoch_batches, prepare_step, find_unused_parameters=True)
